@@ -1,0 +1,166 @@
+"""Causal language modelling: the GPT recipe (config), its batches, and ``train_gpt``.
+
+Batches are random windows of the token stream, as nanoGPT samples them, drawn with a generator whose
+state is checkpointed so ``--resume`` continues the exact sequence of batches. Validation loss is measured
+on a fixed set of windows (the same at every evaluation), so successive figures differ only by the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from genchain import rundir
+from genchain.config import dump_yaml, load_recipe, to_dict
+from genchain.data.manifest import manifest_hash
+from genchain.data.tokens import TokenDataset
+from genchain.errors import ConfigError, InputError, RunDirError
+from genchain.fileio import atomic_write_text, sha256_file
+from genchain.models.gpt import GPT, GPTConfig
+from genchain.models.registry import create_model
+from genchain.runtime import environment, seed_everything
+from genchain.train.checkpoint import load_weights
+from genchain.train.engine import FitResult, TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class GPTRecipe:
+    """``genchain train gpt``'s config: a ``model`` and a ``train`` section (flat keys work too)."""
+
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class LMTask:
+    """Random (B, T) windows of a token stream; targets are the inputs shifted by one."""
+
+    def __init__(self, data: TokenDataset, block_size: int, batch_size: int, eval_iters: int, seed: int,
+                 device: torch.device):
+        for split, tokens in (("train", data.train), ("val", data.val)):
+            if len(tokens) <= block_size + 1:
+                raise InputError(f"the {split} split has {len(tokens)} tokens, fewer than block_size + 2 = "
+                                 f"{block_size + 2}; use more text or a smaller block_size")
+        self.data = data
+        self.seq_len = block_size
+        self.batch_size = batch_size
+        self.eval_iters = eval_iters
+        self.device = device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.eval_seed = seed + 1
+
+    def _windows(self, tokens: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(len(tokens) - self.seq_len - 1, (self.batch_size,), generator=generator).tolist()
+        window = torch.from_numpy(np.stack([tokens[s : s + self.seq_len + 1] for s in starts]).astype(np.int64))
+        window = window.to(self.device, non_blocking=True)
+        return window[:, :-1], window[:, 1:]
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._windows(self.data.train, self.generator)
+
+    def items_per_batch(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        generator = torch.Generator().manual_seed(self.eval_seed)
+        losses = [model(*self._windows(self.data.val, generator)).loss.item() for _ in range(self.eval_iters)]
+        return {"val_loss": float(np.mean(losses))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def load_gpt(run_dir: str | Path, weights: str = rundir.BEST_WEIGHTS) -> tuple[GPT, dict[str, Any]]:
+    """The GPT of a run dir in fp32 on the CPU, and its card."""
+    card = rundir.require_family(run_dir, "text")
+    recipe = load_recipe(GPTRecipe, Path(run_dir) / rundir.CONFIG)
+    model = create_model(card.get("model", "gpt"), **to_dict(recipe.model))
+    assert isinstance(model, GPT)
+    load_weights(model, Path(run_dir) / weights)
+    return model, card
+
+
+def train_gpt(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    init: str | Path | None = None,
+) -> FitResult:
+    """Train (or fine-tune from ``init``, or resume) a GPT on a token dataset; everything lands in ``out_dir``."""
+    out_dir = Path(out_dir)
+    data = TokenDataset.open(data_dir)
+    base: dict[str, Any] = {}
+    if resume:
+        if not (out_dir / rundir.CONFIG).is_file():
+            raise RunDirError(f"cannot resume: {out_dir / rundir.CONFIG} does not exist")
+        base = to_dict(load_recipe(GPTRecipe, out_dir / rundir.CONFIG))
+    elif init is not None:
+        init_recipe = load_recipe(GPTRecipe, Path(init) / rundir.CONFIG)
+        base = {"model": to_dict(init_recipe.model)}
+    recipe = load_recipe(GPTRecipe, config_file, overrides, base=base)
+    recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model,
+                                                                   vocab_size=data.tokenizer.vocab_size))
+    if resume:
+        saved = load_recipe(GPTRecipe, out_dir / rundir.CONFIG)
+        if saved.model != recipe.model:
+            raise ConfigError("the model section differs from the run being resumed; "
+                              "only train settings (e.g. max_iters) may change on --resume")
+        if rundir.read_card(out_dir).get("data", {}).get("tokenizer_sha256") != _tokenizer_hash(data):
+            raise InputError(f"{data_dir} uses another tokenizer than the run being resumed")
+    run = rundir.prepare_new_run(out_dir, resume)
+
+    seed_everything(recipe.train.seed)  # the weight init draws from the global generator
+    model = create_model("gpt", **to_dict(recipe.model))
+    if init is not None and not resume:
+        _check_same_tokenizer(Path(init), data)
+        load_weights(model, Path(init) / rundir.BEST_WEIGHTS)
+
+    if not resume:
+        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
+        shutil.copyfile(data.directory / "tokenizer.json", run / rundir.TOKENIZER)
+        rundir.write_card(run, {
+            "family": "text", "model": "gpt", "task": "causal-lm",
+            "params": sum(p.numel() for p in model.parameters()),
+            "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
+                     "tokenizer": data.tokenizer.kind, "tokenizer_sha256": _tokenizer_hash(data),
+                     "sources": [s["path"] for s in data.manifest.get("sources", [])],
+                     "licences": sorted({s["licence"] for s in data.manifest.get("sources", []) if "licence" in s})},
+            "init": str(init) if init else None,
+            "environment": environment(),
+        })
+    elif not (run / rundir.CONFIG).is_file():
+        raise RunDirError(f"{run} has no {rundir.CONFIG}")
+    else:
+        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
+
+    def task_factory(device: torch.device) -> LMTask:
+        return LMTask(data, recipe.model.block_size, recipe.train.batch_size, recipe.train.eval_iters,
+                      recipe.train.seed, device)
+
+    return fit(model, task_factory, recipe.train, run, resume=resume)
+
+
+def _tokenizer_hash(data: TokenDataset) -> str:
+    return sha256_file(data.directory / "tokenizer.json")
+
+
+def _check_same_tokenizer(init_dir: Path, data: TokenDataset) -> None:
+    init_tok = init_dir / rundir.TOKENIZER
+    if not init_tok.is_file():
+        raise RunDirError(f"{init_dir} has no {rundir.TOKENIZER}; it cannot be fine-tuned here")
+    if sha256_file(init_tok) != _tokenizer_hash(data):
+        raise InputError(
+            f"{data.directory} was tokenized differently from {init_dir}; prepare the fine-tuning data with the "
+            f"same tokenizer (genchain data prepare text ... --tokenizer-from {init_dir})"
+        )
