@@ -1,0 +1,19 @@
+"""Run every benchmark in turn, then refresh the README table.
+
+    NANOGPT_DIR=/path/to/nanoGPT python benchmarks/run_all.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["bench_train_throughput.py", "bench_time_to_loss.py", "bench_generate.py", "bench_budget.py",
+           "make_table.py"]
+
+if __name__ == "__main__":
+    for script in SCRIPTS:
+        print(f"== {script}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE)
