@@ -62,7 +62,7 @@ def main() -> None:
                  for dtype in (torch.float32, torch.bfloat16)}
     results = {}
     for batch in (1, 32):
-        def genchain_call() -> None:
+        def genchain_call(batch=batch) -> None:
             for _ in ours.generate_ids(prompt, batch, cfg):
                 pass
 

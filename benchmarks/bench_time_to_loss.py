@@ -20,8 +20,8 @@ import time
 from common import GENCHAIN, WORK, median, nanogpt_dir, prepare_data, stream_lines, write_results
 
 TARGET = 1.88
-RECIPE = ["n_layer=4", "n_head=4", "n_embd=128", "block_size=64", "batch_size=16", "dropout=0",
-          "learning_rate=3e-3", "min_lr=3e-4", "warmup_iters=50", "max_iters=1400", "lr_decay_iters=1400",
+RECIPE = ["n_layer=4", "n_head=4", "n_embd=128", "block_size=64", "batch_size=32", "dropout=0",
+          "learning_rate=3e-3", "min_lr=3e-4", "warmup_iters=30", "max_iters=1000", "lr_decay_iters=1000",
           "eval_interval=100", "eval_iters=20", "log_interval=100", "tensorboard=false"]
 
 

@@ -16,10 +16,18 @@ import re
 import shutil
 import sys
 
+from common import (
+    GENCHAIN,
+    ROOT,
+    WORK,
+    bf16_matmul_peak_tflops,
+    median,
+    nanogpt_dir,
+    prepare_data,
+    stream_lines,
+    write_results,
+)
 from genchain.models.gpt import GPT, GPTConfig
-
-from common import (GENCHAIN, ROOT, WORK, bf16_matmul_peak_tflops, median, nanogpt_dir, prepare_data, stream_lines,
-                    write_results)
 
 TOKENS_PER_ITER = 64 * 256
 # 6 * non-embedding params + attention, per token (nanoGPT's estimate_mfu formula), for the MFU column.

@@ -30,7 +30,8 @@ def expand_paths(sources: list[str]) -> list[Path]:
             files.extend(found)
         elif path.is_file():
             if path.suffix.lower() not in TEXT_SUFFIXES:
-                raise InputError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(TEXT_SUFFIXES)}")
+                raise InputError(f"{path}: unsupported file type {path.suffix!r}; "
+                                 f"use one of {', '.join(TEXT_SUFFIXES)}")
             files.append(path)
         else:
             hint = f" (built-in sources are written {BUILTIN_PREFIX}NAME)" if ":" in src else ""

@@ -67,7 +67,8 @@ def _collect_documents(sources: list[str], text_field: str) -> tuple[list[Docume
         found, entry = read_builtin(spec)
         docs.extend(found)
         entries.append(entry)
-    for path in tqdm(paths, desc="read", unit="file", leave=False, disable=len(paths) < 20):
+    # Bars only for long inputs, and only on a terminal (disable=None).
+    for path in tqdm(paths, desc="read", unit="file", leave=False, disable=True if len(paths) < 20 else None):
         found = [d for d in read_documents(path, text_field) if d.text]
         docs.extend(found)
         entries.append({"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size,
@@ -154,7 +155,8 @@ def _write_tokens(docs: list[Document], tok: Tokenizer, path: Path, dtype: type)
         separator = np.array([tok.eos_id], dtype=np.int64) if tok.eos_id is not None else tok.encode(DOC_SEPARATOR)
     total = 0
     with open(path, "wb") as fh:
-        for i, doc in enumerate(tqdm(docs, desc="tokenize", unit="doc", leave=False, disable=len(docs) < 50)):
+        bar = tqdm(docs, desc="tokenize", unit="doc", leave=False, disable=True if len(docs) < 50 else None)
+        for i, doc in enumerate(bar):
             ids = tok.encode(doc.text)
             if i > 0:
                 ids = np.concatenate([separator, ids])

@@ -179,7 +179,6 @@ def fit(
     cfg: TrainConfig,
     run_dir: str | Path,
     resume: bool = False,
-    card_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train ``model`` on the task's batches until ``cfg.max_iters``, Ctrl-C or ``cfg.max_seconds``.
 
@@ -189,7 +188,6 @@ def fit(
         cfg: optimisation settings.
         run_dir: where checkpoints and metrics go (see :mod:`genchain.rundir`).
         resume: continue from ``last.safetensors`` + ``state.pt`` in ``run_dir``.
-        card_extra: fields merged into ``card.json`` at each checkpoint.
     """
     run_dir = Path(run_dir)
     seed_everything(cfg.seed)
@@ -208,25 +206,23 @@ def fit(
     metrics = MetricsLog(run_dir, start_iter, cfg.tensorboard)
     flops_per_item = getattr(model, "flops_per_token", None)
 
-    def save(it: int, eval_metrics: dict[str, float] | None) -> None:
+    def save(it: int, eval_metrics: dict[str, float]) -> None:
         nonlocal best
         tensors = _fp32_tensors(model, precision)
         meta = {"iter": str(it), "format": "genchain"}
-        if eval_metrics:
-            value = next(iter(eval_metrics.values()))
-            if value < best:
-                best = value
-                save_weights(run_dir / rundir.BEST_WEIGHTS, tensors, meta)
+        metric, value = next(iter(eval_metrics.items()))
+        if value < best:
+            best = value
+            save_weights(run_dir / rundir.BEST_WEIGHTS, tensors, meta)
         save_weights(run_dir / rundir.LAST_WEIGHTS, tensors, meta)
         save_training_state(run_dir / rundir.STATE, {
             "iter": it, "best": best, "optimizer": optimizer.state_dict(), "precision": precision.state_dict(),
             "task": task.state_dict(), "rng": _rng_state(device),
         })
         card = rundir.read_card(run_dir)
-        card.update({"iters": it, "best_" + (next(iter(eval_metrics)) if eval_metrics else "metric"): best,
-                     **(card_extra() if card_extra else {})})
-        card.pop("schema_version", None)
-        rundir.write_card(run_dir, card)
+        card.pop("schema_version")
+        rundir.write_card(run_dir, {**card, "iters": it, "best": {metric: best}, "last_eval": eval_metrics,
+                                    "precision": precision.name, "device": str(device)})
 
     def evaluate(it: int) -> dict[str, float]:
         model.eval()
@@ -241,7 +237,9 @@ def fit(
     last_eval: dict[str, float] = {}
     started = time.perf_counter()
     window_start, window_items = time.perf_counter(), 0
-    bar = tqdm(total=cfg.max_iters, initial=start_iter, desc="train", unit="it", dynamic_ncols=True, leave=False)
+    # The bar is for terminals; piped output (CI, logs) gets the eval lines and metrics.jsonl instead.
+    bar = tqdm(total=cfg.max_iters, initial=start_iter, desc="train", unit="it", dynamic_ncols=True, leave=False,
+               mininterval=0.5, disable=None)
     with _StopFlag() as stop:
         while it < cfg.max_iters and not stop.requested:
             lr = learning_rate_at(it, cfg)

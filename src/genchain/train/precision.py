@@ -12,8 +12,7 @@ Three schemes, chosen by :func:`genchain.runtime.select_precision`:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import nullcontext
-from typing import ContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -31,7 +30,7 @@ class MasterWeights:
         self.model_params = list(model.parameters())
 
     def grads_to_master(self) -> None:
-        for master, param in zip(self.params, self.model_params):
+        for master, param in zip(self.params, self.model_params, strict=True):
             master.grad = None if param.grad is None else param.grad.float()
             param.grad = None
 
@@ -40,7 +39,7 @@ class MasterWeights:
         torch._foreach_copy_(self.model_params, self.params)
 
     def named_fp32(self) -> Iterator[tuple[str, torch.Tensor]]:
-        return zip(self.names, self.params)
+        return zip(self.names, self.params, strict=True)
 
 
 class Precision:
@@ -65,7 +64,7 @@ class Precision:
             return self.master.params
         return [p for p in model.parameters()]
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         if self.name in ("bf16-mixed", "fp16-mixed"):
             return torch.autocast(self.device.type, dtype=self.activation_dtype)
         return nullcontext()
