@@ -17,7 +17,7 @@ import time
 from common import GENCHAIN, WORK, prepare_data, stream_lines, write_results
 
 RECIPE = ["n_layer=4", "n_head=4", "n_embd=256", "block_size=128", "batch_size=32", "dropout=0.1",
-          "learning_rate=2e-3", "min_lr=2e-4", "warmup_iters=100", "max_iters=6000", "lr_decay_iters=5000",
+          "learning_rate=2e-3", "min_lr=2e-4", "warmup_iters=100", "max_iters=2600", "lr_decay_iters=2300",
           "eval_interval=250", "eval_iters=40", "log_interval=50", "tensorboard=false"]
 
 

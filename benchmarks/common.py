@@ -90,6 +90,10 @@ def write_results(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "environment": environment(), **payload}, indent=2) + "\n")
+    commands = payload.get("commands") or {"genchain": payload.get("command")}
+    for who, command in commands.items():
+        if command:
+            print(f"command ({who}): {command}")
     print(f"wrote {path.relative_to(ROOT)}")
     return path
 

@@ -65,3 +65,10 @@ def test_bad_config_key_and_debug_traceback(char_dataset, tmp_path):
 def test_generate_rejects_bad_sampling_values(tiny_run):
     result = genchain("generate", "text", "--run", tiny_run, "--temperature", "-1")
     assert result.returncode == 2 and "--temperature" in result.stderr
+
+
+def test_stop_accepts_an_escaped_newline(tiny_run):
+    result = genchain("generate", "text", "--run", tiny_run, "--prompt", "the", "--max-new-tokens", "200",
+                      "--seed", "1", "--stop", "\\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1  # the sample ends at its first newline; print adds the only one

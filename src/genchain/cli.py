@@ -74,7 +74,7 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
 
     cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                          top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                         stop=tuple(s.encode().decode("unicode_escape") for s in args.stop), seed=args.seed)
+                         stop=tuple(_unescape(s) for s in args.stop), seed=args.seed)
     generator = TextGenerator.from_run(args.run, device=args.device, dtype=args.dtype)
     if args.stream:
         if args.num != 1:
@@ -98,6 +98,11 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
         print(f"[{args.num} x {cfg.max_new_tokens} tokens in {elapsed:.2f}s]", file=sys.stderr)
     if args.output:
         _write_samples(Path(args.output), args, texts)
+
+
+def _unescape(text: str) -> str:
+    """``\\n`` and ``\\t`` typed on a command line mean a newline and a tab; other text stays as it is."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
 
 
 def _write_samples(path: Path, args: argparse.Namespace, texts: list[str]) -> None:

@@ -235,6 +235,7 @@ def fit(
     model.train()
     it = start_iter
     last_eval: dict[str, float] = {}
+    last_eval_iter = -1
     started = time.perf_counter()
     window_start, window_items = time.perf_counter(), 0
     # The bar is for terminals; piped output (CI, logs) gets the eval lines and metrics.jsonl instead.
@@ -255,7 +256,7 @@ def fit(
                 window_items += task.items_per_batch()
             if not math.isfinite(loss_sum):
                 raise TrainingError(f"training loss became {loss_sum} at iteration {it}; "
-                                         "lower learning_rate or raise warmup_iters")
+                                    "lower learning_rate or raise warmup_iters")
             grad_norm = precision.unscale_and_clip(optimizer, params, cfg.grad_clip)
             precision.step(optimizer)
             it += 1
@@ -272,11 +273,12 @@ def fit(
             if cfg.max_seconds and time.perf_counter() - started >= cfg.max_seconds:
                 break
             if it % cfg.eval_interval == 0 and it < cfg.max_iters:
-                last_eval = evaluate(it)
+                last_eval, last_eval_iter = evaluate(it), it
                 bar.write(f"iter {it}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
                 save(it, last_eval)
+                window_start, window_items = time.perf_counter(), 0  # throughput excludes evaluation
         bar.close()
-        if it > start_iter or not last_eval:
+        if last_eval_iter != it:
             last_eval = evaluate(it)
             save(it, last_eval)
     metrics.close()
