@@ -100,19 +100,22 @@ def train_gpt(
     """Train (or fine-tune from ``init``, or resume) a GPT on a token dataset; everything lands in ``out_dir``."""
     out_dir = Path(out_dir)
     data = TokenDataset.open(data_dir)
+    # 1. resolve the config: the resumed run's, or the init run's model, then the file, then the overrides
+    saved: GPTRecipe | None = None
     base: dict[str, Any] = {}
     if resume:
-        if not (out_dir / rundir.CONFIG).is_file():
-            raise RunDirError(f"cannot resume: {out_dir / rundir.CONFIG} does not exist")
-        base = to_dict(load_recipe(GPTRecipe, out_dir / rundir.CONFIG))
+        rundir.require_family(out_dir, "text")
+        saved = load_recipe(GPTRecipe, out_dir / rundir.CONFIG)
+        base = to_dict(saved)
     elif init is not None:
-        init_recipe = load_recipe(GPTRecipe, Path(init) / rundir.CONFIG)
-        base = {"model": to_dict(init_recipe.model)}
+        rundir.require_family(init, "text")
+        _check_same_tokenizer(Path(init), data)
+        base = {"model": to_dict(load_recipe(GPTRecipe, Path(init) / rundir.CONFIG).model)}
     recipe = load_recipe(GPTRecipe, config_file, overrides, base=base)
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model,
                                                                    vocab_size=data.tokenizer.vocab_size))
-    if resume:
-        saved = load_recipe(GPTRecipe, out_dir / rundir.CONFIG)
+    # 2. check everything that can be checked before anything is written
+    if saved is not None:
         if saved.model != recipe.model:
             raise ConfigError("the model section differs from the run being resumed; "
                               "only train settings (e.g. max_iters) may change on --resume")
@@ -120,29 +123,27 @@ def train_gpt(
             raise InputError(f"{data_dir} uses another tokenizer than the run being resumed")
     run = rundir.prepare_new_run(out_dir, resume)
 
-    seed_everything(recipe.train.seed)  # the weight init draws from the global generator
+    # 3. build the model (seeded: the weight init draws from the global generator)
+    seed_everything(recipe.train.seed)
     model = create_model("gpt", **to_dict(recipe.model))
     if init is not None and not resume:
-        _check_same_tokenizer(Path(init), data)
         load_weights(model, Path(init) / rundir.BEST_WEIGHTS)
 
+    # 4. record the run, then train
+    atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
     if not resume:
-        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
         shutil.copyfile(data.directory / "tokenizer.json", run / rundir.TOKENIZER)
+        sources = data.manifest.get("sources", [])
         rundir.write_card(run, {
             "family": "text", "model": "gpt", "task": "causal-lm",
             "params": sum(p.numel() for p in model.parameters()),
             "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
                      "tokenizer": data.tokenizer.kind, "tokenizer_sha256": _tokenizer_hash(data),
-                     "sources": [s["path"] for s in data.manifest.get("sources", [])],
-                     "licences": sorted({s["licence"] for s in data.manifest.get("sources", []) if "licence" in s})},
+                     "sources": [s["path"] for s in sources],
+                     "licences": sorted({s["licence"] for s in sources if "licence" in s})},
             "init": str(init) if init else None,
             "environment": environment(),
         })
-    elif not (run / rundir.CONFIG).is_file():
-        raise RunDirError(f"{run} has no {rundir.CONFIG}")
-    else:
-        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
 
     def task_factory(device: torch.device) -> LMTask:
         return LMTask(data, recipe.model.block_size, recipe.train.batch_size, recipe.train.eval_iters,
