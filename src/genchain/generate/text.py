@@ -102,7 +102,7 @@ class TextGenerator:
             raise ConfigError("the prompt encodes to no tokens")
         return ids[-(self.model.config.block_size - 1):]
 
-    @torch.no_grad()
+    @torch.inference_mode()  # lighter than no_grad: no version counters on the cache tensors
     def generate_ids(self, prompt_ids: list[int], num: int, cfg: SamplingConfig) -> Iterator[torch.Tensor]:
         """Yield the next token of each of ``num`` sequences (a (num,) tensor) until ``max_new_tokens``."""
         if num < 1:
