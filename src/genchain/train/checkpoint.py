@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from genchain.errors import CheckpointError
 from genchain.fileio import atomic_path
@@ -41,35 +41,42 @@ def _non_persistent(model: nn.Module) -> list[str]:
     return out
 
 
-def load_weights(model: nn.Module, path: str | Path) -> dict[str, str]:
-    """Load safetensors weights into ``model`` (any dtype/device); return the file's metadata."""
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (fp32, CPU) and metadata of a safetensors checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
+            return {name: fh.get_tensor(name) for name in fh.keys()}, fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file ({err})") from err
+
+
+def apply_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy ``state`` into ``model`` (any dtype/device), refusing a checkpoint of another shape or family."""
     expected = dict(model_tensors(model))
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            f"checkpoint {source} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
             "it was saved from a model of another shape or family"
         )
     with torch.no_grad():
         for name, tensor in expected.items():
             if tensor.shape != state[name].shape:
                 raise CheckpointError(
-                    f"checkpoint {path}: {name} has shape {tuple(state[name].shape)}, the model expects "
+                    f"checkpoint {source}: {name} has shape {tuple(state[name].shape)}, the model expects "
                     f"{tuple(tensor.shape)}; the config does not match the checkpoint"
                 )
             tensor.copy_(state[name])
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, str]:
+    """Load a safetensors checkpoint into ``model``; return the file's metadata."""
+    state, metadata = read_weights(path)
+    apply_weights(model, state, path)
     return metadata
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
@@ -26,9 +28,10 @@ from genchain import rundir
 from genchain.errors import ConfigError, TrainingError
 from genchain.runtime import seed_everything, select_device, select_precision
 from genchain.train.checkpoint import (
+    apply_weights,
     load_training_state,
-    load_weights,
     model_tensors,
+    read_weights,
     save_training_state,
     save_weights,
 )
@@ -294,10 +297,6 @@ def _fp32_tensors(model: nn.Module, precision: Precision) -> list[tuple[str, tor
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    import random
-
-    import numpy as np
-
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -306,15 +305,9 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _restore(run_dir: Path, model: nn.Module, precision: Precision, optimizer: torch.optim.Optimizer,
              task: TrainTask) -> tuple[int, float]:
-    import random
-
-    import numpy as np
-
-    meta = load_weights(model, run_dir / rundir.LAST_WEIGHTS)
-    if precision.master is not None:  # the bf16 model was just loaded; refresh the fp32 masters exactly
-        from safetensors.torch import load_file
-
-        state = load_file(str(run_dir / rundir.LAST_WEIGHTS))
+    state, meta = read_weights(run_dir / rundir.LAST_WEIGHTS)
+    apply_weights(model, state, run_dir / rundir.LAST_WEIGHTS)
+    if precision.master is not None:  # the model holds bf16 copies; the fp32 masters come from the file exactly
         with torch.no_grad():
             for name, master in precision.master.named_fp32():
                 master.copy_(state[name])
