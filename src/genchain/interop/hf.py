@@ -18,7 +18,7 @@ from genchain import rundir
 from genchain.config import dump_yaml, to_dict
 from genchain.data.tokenize import BPETokenizer, load_tokenizer
 from genchain.errors import InputError, RunDirError
-from genchain.fileio import atomic_write_text, sha256_file
+from genchain.fileio import atomic_path, atomic_write_text, sha256_file
 from genchain.models.gpt import GPT, GPTConfig
 from genchain.runtime import environment
 from genchain.train.checkpoint import model_tensors, save_weights
@@ -70,7 +70,8 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
         "torch_dtype": "float32",
     }
     atomic_write_text(out_dir / "config.json", json.dumps(hf_config, indent=2) + "\n")
-    save_file(to_hf_state_dict(model), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    with atomic_path(out_dir / "model.safetensors") as tmp:
+        save_file(to_hf_state_dict(model), str(tmp), metadata={"format": "pt"})
     if isinstance(tokenizer, BPETokenizer):
         from transformers import PreTrainedTokenizerFast
 
@@ -136,6 +137,3 @@ def _read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     if (hf_dir / "pytorch_model.bin").is_file():
         return torch.load(hf_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
     raise InputError(f"{hf_dir} has neither model.safetensors nor pytorch_model.bin")
-
-
-
