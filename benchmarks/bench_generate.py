@@ -6,7 +6,7 @@ end of the context window (255 new tokens: GPT-2 models cannot go past ``n_posit
 best dtype on this machine: genchain its default (bf16 on a CPU with native bf16); transformers the faster
 of fp32 and bf16, measured here.
 
-    python benchmarks/bench_generate.py [--runs 3]
+    python benchmarks/bench_generate.py [--runs 5]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def time_call(fn, runs: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     from transformers import GPT2LMHeadModel
 

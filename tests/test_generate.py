@@ -92,5 +92,5 @@ def test_a_run_of_another_family(tiny_run, tmp_path):
 
 def test_bf16_generation_works(tiny_run):
     gen = TextGenerator.from_run(tiny_run, dtype="bf16")
-    assert gen.model.lm_head.weight.dtype == torch.bfloat16
+    assert gen.model.transformer.wte.weight.dtype == torch.bfloat16
     assert len(gen.generate("the", 2, SamplingConfig(max_new_tokens=10, seed=0))[0]) == 10

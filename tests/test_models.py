@@ -31,12 +31,13 @@ def test_unknown_model_name_lists_known_ones():
         create_model("gpt-huge")
 
 
-def test_kv_cache_decoding_matches_full_forward():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_kv_cache_decoding_matches_full_forward(batch):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()
-    idx = torch.randint(0, 11, (3, 10))
+    idx = torch.randint(0, 11, (batch, 10))
     full = model(idx).logits  # (B, T, V)
-    cache = model.new_cache(3)
+    cache = model.new_cache(batch)
     steps = [model(idx[:, :4], cache=cache).logits[:, -1]]
     for t in range(4, 10):
         steps.append(model(idx[:, t : t + 1], cache=cache).logits[:, -1])
@@ -78,3 +79,21 @@ def test_byte_mask_dropout_is_reproducible_from_the_seed():
     a = drop(torch.ones(1000))
     torch.manual_seed(3)
     assert torch.equal(a, drop(torch.ones(1000)))
+
+
+def test_packed_linears_give_bit_identical_logits():
+    import copy
+
+    from genchain.models.layers import PackedLinear, can_pack_linears, pack_linears_for_cpu
+
+    if not can_pack_linears(torch.device("cpu"), torch.bfloat16):
+        pytest.skip("this PyTorch build has no oneDNN linear packing")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=19, block_size=16, n_layer=2, n_head=2, n_embd=32)).to(torch.bfloat16).eval()
+    packed = pack_linears_for_cpu(copy.deepcopy(model))
+    assert isinstance(packed.lm_head, PackedLinear) and isinstance(packed.transformer.h[0].mlp.c_fc, PackedLinear)
+    idx = torch.randint(0, 19, (3, 16))
+    with torch.inference_mode():
+        assert torch.equal(model(idx).logits, packed(idx).logits)
+        cache_a, cache_b = model.new_cache(3), packed.new_cache(3)
+        assert torch.equal(model(idx[:, :5], cache=cache_a).logits, packed(idx[:, :5], cache=cache_b).logits)

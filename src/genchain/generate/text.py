@@ -21,6 +21,7 @@ from genchain import rundir
 from genchain.data.tokenize import END_OF_TEXT, Tokenizer, load_tokenizer
 from genchain.errors import ConfigError
 from genchain.models.gpt import GPT
+from genchain.models.layers import can_pack_linears, pack_linears_for_cpu
 from genchain.runtime import select_device, select_precision
 
 
@@ -81,6 +82,8 @@ class TextGenerator:
         precision = select_precision(self.device, dtype)
         self.dtype = {"fp32": torch.float32, "fp16-mixed": torch.float16}.get(precision, torch.bfloat16)
         self.model = model.to(self.device, self.dtype).eval()
+        if can_pack_linears(self.device, self.dtype):
+            pack_linears_for_cpu(self.model)
         self.tokenizer = tokenizer
         if tokenizer.vocab_size > model.config.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "

@@ -78,14 +78,18 @@ class GPTOutput:
 class KVCache:
     """Keys and values of every layer for positions ``[0, length)``, pre-allocated to ``max_len``.
 
-    Pre-allocation keeps decoding free of ``torch.cat`` copies, whose cost grows with the sequence.
+    Pre-allocation keeps decoding free of ``torch.cat`` copies, whose cost grows with the sequence. Keys are
+    stored transposed, (hs, max_len) per head, so the decode step's ``q @ k^T`` reads a prefix of each
+    row in place; with (max_len, hs) rows, bmm copies the whole prefix first, which costs more than the
+    product itself.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device: torch.device, dtype: torch.dtype):
         head_dim = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, max_len, head_dim)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.k_t = torch.empty((config.n_layer, batch_size, config.n_head, head_dim, max_len), device=device,
+                               dtype=dtype)
+        self.v = torch.empty((config.n_layer, batch_size, config.n_head, max_len, head_dim), device=device,
+                             dtype=dtype)
         self.max_len = max_len
         self.length = 0
 
@@ -122,9 +126,9 @@ class CausalSelfAttention(nn.Module):
         is_causal = True
         if cache is not None:
             start = cache.length
-            cache.k[layer, :, :, start : start + T] = k
+            cache.k_t[layer, :, :, :, start : start + T] = k.transpose(-2, -1)
             cache.v[layer, :, :, start : start + T] = v
-            k = cache.k[layer, :, :, : start + T]  # (B, nh, start+T, hs)
+            k = cache.k_t[layer, :, :, :, : start + T].transpose(-2, -1)  # (B, nh, start+T, hs)
             v = cache.v[layer, :, :, : start + T]
             # One query attends to every cached position, so no mask is needed; a prompt continuing a
             # non-empty cache would need an offset causal mask, which generation never asks for.
@@ -133,6 +137,16 @@ class CausalSelfAttention(nn.Module):
             is_causal = T > 1
         if self._use_math_path(x, cache):
             y = causal_attention_math(q, k, v, self.causal_mask)  # (B, nh, T, hs)
+        elif cache is not None and T == 1 and x.device.type == "cpu":
+            # One query per sequence: two small batched matmuls beat the CPU flash kernel, whose tiling is
+            # built for long queries (5.5 ms against 0.4 ms at batch 32 with 100 cached positions), and
+            # read the transposed key cache in place, which SDPA cannot.
+            # The cache's (B, nh) dims merge into one batch dim without a copy, so bmm reads it in place.
+            L, hs = k.size(2), q.size(-1)
+            keys_t = cache.k_t[layer].view(B * self.n_head, hs, cache.max_len)[:, :, :L]  # (B*nh, hs, L)
+            values = cache.v[layer].view(B * self.n_head, cache.max_len, hs)[:, :L]  # (B*nh, L, hs)
+            scores = torch.bmm(q.reshape(B * self.n_head, 1, hs) * hs**-0.5, keys_t)  # (B*nh, 1, L)
+            y = torch.bmm(scores.softmax(dim=-1), values).view(B, self.n_head, 1, hs)
         else:
             dropout_p = self.attn_dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)  # (B, nh, T, hs)
@@ -238,7 +252,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         """An empty KV cache on this model's device, in the dtype the activations will have."""
-        ref = self.lm_head.weight
+        ref = self.transformer.wte.weight
         return KVCache(self.config, batch_size, max_len or self.config.block_size, ref.device, dtype or ref.dtype)
 
 

@@ -73,3 +73,41 @@ def causal_attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
         alpha=hs**-0.5,
     )  # (B*nh, T, T)
     return torch.bmm(scores.softmax(dim=-1), v.reshape(B * nh, T, hs)).view(B, nh, T, hs)
+
+
+class PackedLinear(nn.Module):
+    """An inference-only ``nn.Linear`` whose bf16 weight is pre-arranged into oneDNN's blocked layout.
+
+    A decoding step is a chain of matrix-vector products; ``F.linear`` re-arranges the weight on every call,
+    while a packed weight goes straight to the GEMM kernel, which halves a bf16 384x1536 product at batch 1
+    on AVX512-BF16 CPUs. Outputs are bit-identical to ``F.linear`` (tested). This is the op PyTorch's own
+    compiler emits for frozen CPU linears; :func:`pack_linears_for_cpu` uses it only where it exists.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        with torch.no_grad():
+            self.register_buffer("packed_weight", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1))
+            self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed=True"
+
+
+def can_pack_linears(device: torch.device, dtype: torch.dtype) -> bool:
+    return (device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def pack_linears_for_cpu(model: nn.Module) -> nn.Module:
+    """Replace every ``nn.Linear`` of a bf16 CPU model by a :class:`PackedLinear`, in place, for inference only."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.Linear):
+            setattr(model, name, PackedLinear(child))
+        else:
+            pack_linears_for_cpu(child)
+    return model
