@@ -11,9 +11,9 @@ from genchain.train.lm import train_gpt
 
 # A small model that learns readable character-level English within the time budget on two CPU cores.
 DEMO_OVERRIDES = [
-    "n_layer=4", "n_head=4", "n_embd=192", "block_size=128", "dropout=0.0",
+    "n_layer=4", "n_head=4", "n_embd=192", "block_size=128",
     "batch_size=32", "learning_rate=3e-3", "min_lr=3e-4", "warmup_iters=50", "max_iters=1500",
-    "lr_decay_iters=1500", "eval_interval=250", "eval_iters=20", "log_interval=25", "beta2=0.99",
+    "lr_decay_iters=1500", "eval_interval=250", "eval_iters=20", "log_interval=25",
 ]
 
 

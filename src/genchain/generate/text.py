@@ -78,6 +78,9 @@ class TextGenerator:
     """A trained GPT, its tokenizer, and the device and dtype to decode with."""
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, device: str = "auto", dtype: str = "auto"):
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                              f"{model.config.vocab_size}; they do not belong together")
         self.device = select_device(device)
         precision = select_precision(self.device, dtype)
         self.dtype = {"fp32": torch.float32, "fp16-mixed": torch.float16}.get(precision, torch.bfloat16)
@@ -85,9 +88,6 @@ class TextGenerator:
         if can_pack_linears(self.device, self.dtype):
             pack_linears_for_cpu(self.model)
         self.tokenizer = tokenizer
-        if tokenizer.vocab_size > model.config.vocab_size:
-            raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-                              f"{model.config.vocab_size}; they do not belong together")
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", dtype: str = "auto") -> TextGenerator:

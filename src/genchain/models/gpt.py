@@ -111,10 +111,10 @@ class CausalSelfAttention(nn.Module):
         causal = torch.full((mask_len, mask_len), float("-inf")).triu(1)
         self.register_buffer("causal_mask", causal, persistent=False)  # (T, T): 0 on and below the diagonal
 
-    def _use_math_path(self, x: torch.Tensor, cache: KVCache | None) -> bool:
+    def _use_math_path(self, x: torch.Tensor) -> bool:
         if self.attention != "auto":
-            return self.attention == "math" and cache is None
-        return (cache is None and x.device.type == "cpu" and x.size(1) <= MATH_ATTENTION_MAX_LEN
+            return self.attention == "math"
+        return (x.device.type == "cpu" and x.size(1) <= MATH_ATTENTION_MAX_LEN
                 and not (self.training and self.attn_dropout > 0))
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
@@ -123,35 +123,37 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        is_causal = True
         if cache is not None:
-            start = cache.length
-            cache.k_t[layer, :, :, :, start : start + T] = k.transpose(-2, -1)
-            cache.v[layer, :, :, start : start + T] = v
-            k = cache.k_t[layer, :, :, :, : start + T].transpose(-2, -1)  # (B, nh, start+T, hs)
-            v = cache.v[layer, :, :, : start + T]
-            # One query attends to every cached position, so no mask is needed; a prompt continuing a
-            # non-empty cache would need an offset causal mask, which generation never asks for.
-            if start > 0 and T > 1:
-                raise ValueError("KVCache only supports a prefill into an empty cache, then one token at a time")
-            is_causal = T > 1
-        if self._use_math_path(x, cache):
+            y = self._attend_with_cache(q, k, v, cache, layer)
+        elif self._use_math_path(x):
             y = causal_attention_math(q, k, v, self.causal_mask)  # (B, nh, T, hs)
-        elif cache is not None and T == 1 and x.device.type == "cpu":
-            # One query per sequence: two small batched matmuls beat the CPU flash kernel, whose tiling is
-            # built for long queries (5.5 ms against 0.4 ms at batch 32 with 100 cached positions), and
-            # read the transposed key cache in place, which SDPA cannot.
-            # The cache's (B, nh) dims merge into one batch dim without a copy, so bmm reads it in place.
-            L, hs = k.size(2), q.size(-1)
-            keys_t = cache.k_t[layer].view(B * self.n_head, hs, cache.max_len)[:, :, :L]  # (B*nh, hs, L)
-            values = cache.v[layer].view(B * self.n_head, cache.max_len, hs)[:, :L]  # (B*nh, L, hs)
-            scores = torch.bmm(q.reshape(B * self.n_head, 1, hs) * hs**-0.5, keys_t)  # (B*nh, 1, L)
-            y = torch.bmm(scores.softmax(dim=-1), values).view(B, self.n_head, 1, hs)
         else:
             dropout_p = self.attn_dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def _attend_with_cache(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache,
+                           layer: int) -> torch.Tensor:
+        """Append k, v at ``cache.length`` and attend over everything cached; (B, nh, T, hs) in and out."""
+        B, nh, T, hs = q.shape
+        start = cache.length
+        if start > 0 and T > 1:  # would need a causal mask offset by ``start``; generation never asks for it
+            raise ValueError("KVCache only supports a prefill into an empty cache, then one token at a time")
+        cache.k_t[layer, :, :, :, start : start + T] = k.transpose(-2, -1)
+        cache.v[layer, :, :, start : start + T] = v
+        end = start + T
+        if T == 1 and q.device.type == "cpu":
+            # One query per sequence: two small batched matmuls beat the CPU flash kernel, whose tiling is
+            # built for long queries (5.5 ms against 0.4 ms at batch 32 with 100 cached positions). The
+            # cache's (B, nh) dims merge into one batch dim without a copy, so bmm reads it in place.
+            keys_t = cache.k_t[layer].view(B * nh, hs, cache.max_len)[:, :, :end]  # (B*nh, hs, L)
+            values = cache.v[layer].view(B * nh, cache.max_len, hs)[:, :end]  # (B*nh, L, hs)
+            scores = torch.bmm(q.reshape(B * nh, 1, hs) * hs**-0.5, keys_t)  # (B*nh, 1, L)
+            return torch.bmm(scores.softmax(dim=-1), values).view(B, nh, 1, hs)
+        keys = cache.k_t[layer, :, :, :, :end].transpose(-2, -1)  # (B, nh, L, hs)
+        values = cache.v[layer, :, :, :end]
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
 
 
 class MLP(nn.Module):

@@ -82,6 +82,9 @@ class TrainTask(Protocol):
     def items_per_batch(self) -> int:
         """How many items (tokens, images) a batch holds, for the throughput figure."""
 
+    def flops_per_item(self, model: nn.Module) -> float:
+        """Training FLOPs per item for the TFLOP/s figure; 0 when the family has no estimate."""
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Held-out metrics; the first key is the one "best" is judged by (lower is better)."""
 
@@ -151,8 +154,8 @@ class MetricsLog:
         """On resume, drop points logged after the checkpoint so the file holds one consistent curve."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("iter", 0) <= start_iter and start_iter > 0]
+        lines = self.path.read_text(encoding="utf-8").splitlines() if start_iter > 0 else []
+        keep = [line for line in lines if line.strip() and json.loads(line)["iter"] <= start_iter]
         self.path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
     def log(self, kind: str, it: int, values: dict[str, float]) -> None:
@@ -207,7 +210,7 @@ def fit(
         raise ConfigError(f"the run is already at iteration {start_iter}; raise max_iters to train further")
 
     metrics = MetricsLog(run_dir, start_iter, cfg.tensorboard)
-    flops_per_item = getattr(model, "flops_per_token", None)
+    flops_per_item = task.flops_per_item(model)
 
     def save(it: int, eval_metrics: dict[str, float]) -> None:
         nonlocal best
@@ -268,8 +271,8 @@ def fit(
                 elapsed = time.perf_counter() - window_start
                 rate = window_items / elapsed if elapsed > 0 else 0.0
                 point = {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "items_per_s": rate}
-                if flops_per_item is not None and getattr(task, "seq_len", None):
-                    point["tflops"] = rate * flops_per_item(task.seq_len) / 1e12
+                if flops_per_item:
+                    point["tflops"] = rate * flops_per_item / 1e12
                 metrics.log("train", it, point)
                 bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{rate:,.0f}")
                 window_start, window_items = time.perf_counter(), 0

@@ -67,6 +67,9 @@ class LMTask:
     def items_per_batch(self) -> int:
         return self.batch_size * self.seq_len
 
+    def flops_per_item(self, model: nn.Module) -> float:
+        return model.flops_per_token(self.seq_len)
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.eval_seed)
         losses = [model(*self._windows(self.data.val, generator)).loss.item() for _ in range(self.eval_iters)]
