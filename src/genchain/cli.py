@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", help="JSON field / CSV or Parquet column (default text)")
     p.add_argument("--tokenizer-from", metavar="DIR", help="reuse the tokenizer of a dataset or run dir")
     p.add_argument("--overwrite", action="store_true", help="replace DATA_DIR if it exists")
+    from genchain.cli_data import add_data_commands
+
+    add_data_commands(data, command)
 
     train = groups.add_parser("train", help="train a model").add_subparsers(dest="family", metavar="FAMILY",
                                                                             required=True)
