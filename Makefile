@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 # The CPU build of torch is on disk on these machines; asking for it first keeps pip from pulling a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench clean
 
-setup: $(VENV)/.installed
+setup: system-deps $(VENV)/.installed
+
+# Debian packages the built-in data sources read (Fashion-MNIST, fortunes, espeak-ng): installed with apt where
+# we are root, otherwise the script says what is missing and how to install it. Quick when already present.
+system-deps:
+	@bash scripts/system-deps.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

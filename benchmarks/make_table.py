@@ -39,6 +39,31 @@ def rows() -> list[str]:
                        f"transformers generate() {g['transformers_tokens_per_s']:,.0f} "
                        f"({g['transformers_best_dtype']}) | {g['ratio']:.2f}x | >= 2x | "
                        f"{'yes' if g['ratio'] >= 2 else 'no'} |")
+    if r := load("near_dedup"):
+        size = max(r["scales"], key=int)
+        runs, ratios = r["scales"][size]["runs"], r["scales"][size]["ratios"]
+        ours, clean, peer = runs["genchain_1proc"], runs.get("genchain_clean_pipeline"), runs.get("peer_datasketch")
+        if peer:
+            out.append(f"| 5. near-dedup quality, {int(size):,} docs with planted near duplicates, threshold 0.8 | "
+                       f"precision {ours['precision']:.3f}, recall {ours['recall']:.3f} | datasketch MinHashLSH: "
+                       f"precision {peer['precision']:.3f}, recall {peer['recall']:.3f} | - | both >= 0.95 | "
+                       f"{'yes' if r['met']['quality'] else 'no'} |")
+            out.append(f"| 6. near-dedup docs/s, {int(size):,} short docs (peak RSS) | {ours['docs_per_s']:,.0f} "
+                       f"({ours['peak_rss_mb']:,.0f} MB) | datasketch {peer['docs_per_s']:,.0f} "
+                       f"({peer['peak_rss_mb']:,.0f} MB) | {ratios['genchain_1proc_over_peer']:.1f}x | >= 2x | "
+                       f"{'yes' if ratios['genchain_1proc_over_peer'] >= 2 else 'no'} |")
+            if clean:
+                ratio = ratios["genchain_clean_pipeline_over_peer"]
+                out.append(f"| 7. whole `data clean --dedup exact,near`, {int(size):,} docs (peak RSS) | "
+                           f"{clean['docs_per_s']:,.0f} docs/s ({clean['peak_rss_mb']:,.0f} MB) | datasketch "
+                           f"near-dedup alone {peer['docs_per_s']:,.0f} | {ratio:.1f}x | >= 2x | "
+                           f"{'yes' if ratio >= 2 else 'no'} |")
+    if r := load("pii"):
+        recall = min(t["recall"] for t in r["per_type"].values())
+        out.append(f"| 8. PII redaction on a generated set ({sum(t['entities'] for t in r['per_type'].values()):,} "
+                   f"entities, 5 types) | lowest recall per type {recall:.3f}; {r['plain_false_positives']} false "
+                   f"positives on plain look-alikes | - | - | recall >= 0.98, no false positives | "
+                   f"{'yes' if recall >= 0.98 and r['plain_false_positives'] == 0 else 'no'} |")
     return out
 
 

@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--init", metavar="RUN_DIR", help="start from another run's weights (fine-tuning)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    from genchain.cli_image import add_eval_commands, add_generate_commands, add_train_commands
+
+    add_train_commands(train, command)
 
     generate = groups.add_parser("generate", help="generate content").add_subparsers(dest="kind", metavar="KIND",
                                                                                      required=True)
@@ -226,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT_FILE", help="also write the samples (.jsonl or text)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", help="auto, fp32, bf16")
+    add_generate_commands(generate, command)
+
+    evaluate = groups.add_parser("eval", help="measure a run").add_subparsers(dest="kind", metavar="KIND",
+                                                                              required=True)
+    add_eval_commands(evaluate, command)
 
     export = groups.add_parser("export", help="export a run").add_subparsers(dest="fmt", metavar="FORMAT",
                                                                              required=True)

@@ -83,9 +83,11 @@ def cmd_data_clean(args: argparse.Namespace) -> None:
     examples:
       genchain data clean data/notes -o data/notes-clean --dedup exact,near --redact-pii
       genchain data clean data/fortunes -o data/fortunes-clean --min-chars 20 --lang en
+      genchain data clean data/web -o data/web-clean --quality gopher --dedup exact,near
       genchain data clean data/photos -o data/photos-clean --dedup exact,near --image-max-distance 6
     """
     from genchain.data.clean import clean
+    from genchain.data.quality import gopher
 
     dedup = tuple(d for d in args.dedup.split(",") if d) if args.dedup else ()
     lang = tuple(x for x in args.lang.split(",") if x) if args.lang else ()
@@ -93,7 +95,8 @@ def cmd_data_clean(args: argparse.Namespace) -> None:
                      redact_pii=args.redact_pii, min_chars=args.min_chars, max_chars=args.max_chars,
                      max_symbol_ratio=args.max_symbol_ratio, max_repeat_ratio=args.max_repeat_ratio, lang=lang,
                      image_max_distance=args.image_max_distance, min_seconds=args.min_seconds,
-                     max_seconds=args.max_seconds, overwrite=args.overwrite)
+                     max_seconds=args.max_seconds, overwrite=args.overwrite,
+                     quality=gopher() if args.quality == "gopher" else None)
     _report(args.out, manifest)
 
 
@@ -197,6 +200,8 @@ def add_data_commands(data: argparse._SubParsersAction, command: Callable) -> No
     p.add_argument("--max-symbol-ratio", type=float)
     p.add_argument("--max-repeat-ratio", type=float)
     p.add_argument("--lang", metavar="en,zh", help="keep only these languages")
+    p.add_argument("--quality", choices=["gopher"],
+                   help="start from the Gopher rules' thresholds (flags above override single rules)")
     p.add_argument("--image-max-distance", type=int, default=4,
                    help="pHash Hamming distance for image near duplicates (default 4)")
     p.add_argument("--min-seconds", type=float, help="audio: drop clips shorter than this")

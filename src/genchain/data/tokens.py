@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from genchain.data.dataset import is_dataset, open_dataset
 from genchain.data.manifest import read_manifest, write_manifest
-from genchain.data.readers import expand_paths, read_documents
+from genchain.data.readers import expand_paths, read_dataset_documents, read_documents
 from genchain.data.sources import BUILTIN_PREFIX, Document, read_builtin
 from genchain.data.tokenize import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer, save_tokenizer
 from genchain.errors import InputError
@@ -59,14 +60,24 @@ class TokenDataset:
 
 
 def _collect_documents(sources: list[str], text_field: str) -> tuple[list[Document], list[dict[str, Any]]]:
+    """Every source's documents: built-in corpora, text dataset directories (made by ``genchain data ingest``
+    or ``clean``; their ``text`` column, every split), then files and directories of files."""
     docs: list[Document] = []
     entries: list[dict[str, Any]] = []
-    builtin = [s for s in sources if s.startswith(BUILTIN_PREFIX)]
-    paths = expand_paths([s for s in sources if not s.startswith(BUILTIN_PREFIX)])
-    for spec in builtin:
-        found, entry = read_builtin(spec)
-        docs.extend(found)
-        entries.append(entry)
+    paths: list[Path] = []
+    for src in sources:
+        if src.startswith(BUILTIN_PREFIX):
+            found, entry = read_builtin(src)
+            docs.extend(found)
+            entries.append(entry)
+        elif is_dataset(src):
+            found = [d for d in read_dataset_documents(src) if d.text]
+            docs.extend(found)
+            manifest = open_dataset(src).manifest
+            entries.append({"path": src, "content_sha256": manifest.get("content_sha256"), "documents": len(found),
+                            "sources": manifest.get("sources", [])})
+        else:
+            paths.extend(expand_paths([src]))
     # Bars only for long inputs, and only on a terminal (disable=None).
     for path in tqdm(paths, desc="read", unit="file", leave=False, disable=True if len(paths) < 20 else None):
         found = [d for d in read_documents(path, text_field) if d.text]
