@@ -155,11 +155,43 @@ def peak_rss_mb() -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
+class AnonymousMemorySampler:
+    """The peak of this process's anonymous memory (``RssAnon``), sampled every 20 ms in a thread.
+
+    ``VmHWM`` also counts clean file pages a memory map has touched (genchain reads its on-disk signature file
+    through one), which the kernel can drop at any time; ``RssAnon`` is the memory the process itself holds, the
+    figure that has to stay bounded as the corpus grows. The kernel keeps no peak of it, hence the sampling."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = self.read_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def read_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("RssAnon:")).split()[1]) / 1024
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_mb = max(self.peak_mb, self.read_mb())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak_mb, self.read_mb())
+
+
 def child(impl: str, corpus: Path, workers: int, weights: str, flags_out: Path) -> None:
     """Inside the subprocess: dedup the corpus streamed from its file, print one JSON line."""
     from genchain.data.dedup import NearDedupConfig, find_near_duplicates, shingles
 
     rss_before = peak_rss_mb()
+    anon_before = AnonymousMemorySampler.read_mb()
+    sampler = AnonymousMemorySampler()
     with open(corpus, encoding="utf-8") as fh:
         lines = (line.rstrip("\n") for line in fh)
         start = time.perf_counter()
@@ -167,7 +199,7 @@ def child(impl: str, corpus: Path, workers: int, weights: str, flags_out: Path) 
             flags = find_near_duplicates(lines, NearDedupConfig(threshold=THRESHOLD, num_perm=NUM_PERM),
                                          progress=False, workers=workers)
         elif impl == "genchain_clean":
-            flags = clean_flags(corpus, start)
+            flags = clean_flags(corpus)
         else:
             from datasketch import MinHash, MinHashLSH
 
@@ -185,6 +217,7 @@ def child(impl: str, corpus: Path, workers: int, weights: str, flags_out: Path) 
     np.save(flags_out, flags)
     print(json.dumps({"seconds": seconds, "docs": int(flags.size), "docs_per_s": flags.size / seconds,
                       "rss_after_imports_mb": rss_before, "peak_rss_mb": peak_rss_mb(),
+                      "anon_after_imports_mb": anon_before, "peak_anon_mb": sampler.stop(),
                       "peak_rss_workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
@@ -199,7 +232,7 @@ def ingested(corpus: Path) -> Path:
     return dataset
 
 
-def clean_flags(corpus: Path, start: float) -> np.ndarray:
+def clean_flags(corpus: Path) -> np.ndarray:
     """The whole ``genchain data clean --dedup exact,near`` on the ingested corpus (normalisation, exact and near
     dedup, Arrow in and out); a document is flagged when its row is not in the output."""
     from genchain.data.clean import clean
@@ -301,6 +334,7 @@ def measure_scale(docs: int, repeats: int, peers: list[tuple[str, str]]) -> dict
     for name, run in runs.items():
         run.update(quality(run.pop("flags"), truth))
         print(f"{docs:>8} {name:34s} {run['docs_per_s']:9.0f} docs/s  peak RSS {run['peak_rss_mb']:6.0f} MB "
+              f"(anonymous {run['peak_anon_mb']:.0f}) "
               f"(after imports {run['rss_after_imports_mb']:.0f}, workers {run['peak_rss_workers_mb']:.0f})  "
               f"precision {run['precision']:.4f}  recall {run['recall']:.4f}")
     ratios = {}

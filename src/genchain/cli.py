@@ -154,7 +154,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Run the text chain end to end on the built-in Shakespeare corpus: prepare, train, generate.
+    """Run the chain on built-in data: a GPT on Shakespeare (prepare, train, generate), then a GAN on Fashion-MNIST.
 
     examples:
       genchain demo
@@ -162,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     """
     from genchain.demo import run_demo
 
-    run_demo(Path(args.workdir), args.seconds)
+    run_demo(Path(args.workdir), args.seconds, args.image_seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(groups, "models", cmd_models, "list model variants")
     p = command(groups, "demo", cmd_demo, "the text chain end to end on built-in data")
     p.add_argument("--workdir", default="genchain-demo", help="where data and the run go (default ./genchain-demo)")
-    p.add_argument("--seconds", type=float, default=90.0, help="training time budget (default 90)")
+    p.add_argument("--seconds", type=float, default=90.0, help="GPT training time budget (default 90)")
+    p.add_argument("--image-seconds", type=float, default=60.0,
+                   help="GAN training time budget (default 60; 0 skips the image part)")
     return parser
 
 

@@ -74,7 +74,7 @@ def cmd_generate_image(args: argparse.Namespace) -> None:
             raise ConfigError(f"--interpolate takes two seeds, like 1,2 (got {args.interpolate!r})") from err
         written = [image.interpolate(args.run, Path(args.out), seeds=(a, b), steps=args.steps, label=args.label)]
     elif args.reconstruct:
-        written = image.reconstruct(args.run, [Path(p) for p in args.reconstruct], Path(args.out))
+        written = image.reconstruct(args.run, [Path(p) for p in args.reconstruct], Path(args.out), label=args.label)
     else:
         written = image.sample(args.run, Path(args.out), num=args.num, label=args.label, seed=args.seed,
                                grid=args.grid)

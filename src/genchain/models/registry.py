@@ -64,4 +64,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 def _import_families() -> None:
     """Import the modules that register models, so the registry is complete whatever was imported first."""
+    import genchain.models.gan  # noqa: F401
     import genchain.models.gpt  # noqa: F401
+    import genchain.models.vae  # noqa: F401

@@ -5,6 +5,11 @@ schedule, gradient accumulation and clipping, periodic evaluation, best/last che
 progress and clean interruption. A family supplies a :class:`TrainTask`: where batches come from, how to
 evaluate, and the state of its data sampler. The model's ``forward(*batch)`` returns an output with a
 ``loss`` (pythae's convention), so the loop never needs to know what the model is.
+
+A family whose step cannot be "one loss, one optimizer" (the GAN: two players, two optimizers) gives its task a
+``train_step(it)`` method instead (:class:`StepTask`); the engine then leaves the optimization to that method
+and keeps everything else -- evaluation, checkpoints (the task's state carries its optimizers), resume, metrics,
+Ctrl-C and the time budget.
 """
 
 from __future__ import annotations
@@ -92,6 +97,13 @@ class TrainTask(Protocol):
         """Sampler state, so a resumed run draws the batches an uninterrupted one would."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class StepTask(TrainTask, Protocol):
+    """A task that owns its optimizers and update rule; ``next_batch`` is then the task's own business."""
+
+    def train_step(self, it: int) -> dict[str, float]:
+        """Run iteration ``it``'s updates; return the metrics to log (the first one is shown on the bar)."""
 
 
 def learning_rate_at(it: int, cfg: TrainConfig) -> float:
@@ -189,7 +201,8 @@ def fit(
     """Train ``model`` on the task's batches until ``cfg.max_iters``, Ctrl-C or ``cfg.max_seconds``.
 
     Args:
-        model: fp32 module on the CPU; it is moved to the chosen device and precision here.
+        model: fp32 module on the CPU; it is moved to the chosen device and precision here (a
+            :class:`StepTask` moves it itself, as its optimizers and precision are its own).
         task_factory: builds the family's task once the device is known.
         cfg: optimisation settings.
         run_dir: where checkpoints and metrics go (see :mod:`genchain.rundir`).
@@ -199,9 +212,12 @@ def fit(
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     precision = Precision(select_precision(device, cfg.dtype), device)
-    params = precision.prepare(model)
-    optimizer = build_optimizer(params, cfg, device)
     task = task_factory(device)
+    train_step: Callable[[int], dict[str, float]] | None = getattr(task, "train_step", None)
+    optimizer: torch.optim.Optimizer | None = None
+    if train_step is None:
+        params = precision.prepare(model)
+        optimizer = build_optimizer(params, cfg, device)
 
     start_iter, best = 0, math.inf
     if resume:
@@ -222,7 +238,8 @@ def fit(
             save_weights(run_dir / rundir.BEST_WEIGHTS, tensors, meta)
         save_weights(run_dir / rundir.LAST_WEIGHTS, tensors, meta)
         save_training_state(run_dir / rundir.STATE, {
-            "iter": it, "best": best, "optimizer": optimizer.state_dict(), "precision": precision.state_dict(),
+            "iter": it, "best": best, "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "precision": precision.state_dict(),
             "task": task.state_dict(), "rng": _rng_state(device),
         })
         card = rundir.read_card(run_dir)
@@ -249,32 +266,42 @@ def fit(
                mininterval=0.5, disable=None)
     with _StopFlag() as stop:
         while it < cfg.max_iters and not stop.requested:
-            lr = learning_rate_at(it, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = 0.0
-            for _ in range(cfg.gradient_accumulation_steps):
-                batch = task.next_batch()
-                with precision.autocast():
-                    loss = model(*batch).loss / cfg.gradient_accumulation_steps
-                precision.backward(loss)
-                loss_sum += loss.item()
+            if train_step is not None:  # the family's own update (the GAN: D then G, each with its optimizer)
+                point = train_step(it)
                 window_items += task.items_per_batch()
-            if not math.isfinite(loss_sum):
-                raise TrainingError(f"training loss became {loss_sum} at iteration {it}; "
-                                    "lower learning_rate or raise warmup_iters")
-            grad_norm = precision.unscale_and_clip(optimizer, params, cfg.grad_clip)
-            precision.step(optimizer)
+                bad = [key for key, value in point.items() if not math.isfinite(value)]
+                if bad:
+                    raise TrainingError(f"{bad[0]} became {point[bad[0]]} at iteration {it}; "
+                                        "lower the learning rates or change the loss")
+            else:
+                lr = learning_rate_at(it, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss_sum = 0.0
+                for _ in range(cfg.gradient_accumulation_steps):
+                    batch = task.next_batch()
+                    with precision.autocast():
+                        loss = model(*batch).loss / cfg.gradient_accumulation_steps
+                    precision.backward(loss)
+                    loss_sum += loss.item()
+                    window_items += task.items_per_batch()
+                if not math.isfinite(loss_sum):
+                    raise TrainingError(f"training loss became {loss_sum} at iteration {it}; "
+                                        "lower learning_rate or raise warmup_iters")
+                grad_norm = precision.unscale_and_clip(optimizer, params, cfg.grad_clip)
+                precision.step(optimizer)
+                point = {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm}
             it += 1
             bar.update(1)
             if it % cfg.log_interval == 0 or it == cfg.max_iters:
                 elapsed = time.perf_counter() - window_start
                 rate = window_items / elapsed if elapsed > 0 else 0.0
-                point = {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "items_per_s": rate}
+                point = {**point, "items_per_s": rate}
                 if flops_per_item:
                     point["tflops"] = rate * flops_per_item / 1e12
                 metrics.log("train", it, point)
-                bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{rate:,.0f}")
+                shown = next(iter(point))
+                bar.set_postfix({shown: f"{point[shown]:.4f}", "tok_s": f"{rate:,.0f}"})
                 window_start, window_items = time.perf_counter(), 0
             if cfg.max_seconds and time.perf_counter() - started >= cfg.max_seconds:
                 break
@@ -306,7 +333,7 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     return state
 
 
-def _restore(run_dir: Path, model: nn.Module, precision: Precision, optimizer: torch.optim.Optimizer,
+def _restore(run_dir: Path, model: nn.Module, precision: Precision, optimizer: torch.optim.Optimizer | None,
              task: TrainTask) -> tuple[int, float]:
     state, meta = read_weights(run_dir / rundir.LAST_WEIGHTS)
     apply_weights(model, state, run_dir / rundir.LAST_WEIGHTS)
@@ -315,7 +342,8 @@ def _restore(run_dir: Path, model: nn.Module, precision: Precision, optimizer: t
             for name, master in precision.master.named_fp32():
                 master.copy_(state[name])
     training = load_training_state(run_dir / rundir.STATE, meta)
-    optimizer.load_state_dict(training["optimizer"])
+    if optimizer is not None:
+        optimizer.load_state_dict(training["optimizer"])
     precision.load_state_dict(training["precision"])
     task.load_state_dict(training["task"])
     rng = training["rng"]
