@@ -135,7 +135,7 @@ def add_eval_commands(evaluate: argparse._SubParsersAction, command: Callable) -
     p.add_argument("--run", required=True, metavar="RUN_DIR")
     p.add_argument("--num", type=int, default=10000, help="generated images to compare (default 10000)")
     p.add_argument("--reference", metavar="DATASET_DIR", help="real images (default: the run's training data)")
-    p.add_argument("--split", default="test", help="reference split (default test)")
+    p.add_argument("--split", help="reference split (default: test, else validation, else train)")
     p.add_argument("--inception", metavar="FILE", help="pt_inception FID weights to use as the feature network")
     p.add_argument("--iw-samples", type=int, default=100, help="VAE: importance samples for the NLL bound")
     p.add_argument("--seed", type=int, default=0)

@@ -232,12 +232,14 @@ def _plain(value: Any) -> Any:
     return float(value) if isinstance(value, np.floating) else value
 
 
-def evaluate_run(run: str | Path, *, num: int = 10000, reference: str | Path | None = None, split: str = "test",
+def evaluate_run(run: str | Path, *, num: int = 10000, reference: str | Path | None = None, split: str | None = None,
                  inception: str | Path | None = None, iw_samples: int = 100, seed: int = 0) -> dict[str, Any]:
     """Measure a GAN or VAE run against real images; the report is returned and written to RUN_DIR/eval/.
 
     Steps: load the run's generator; generate ``num`` images (seeded; balanced classes when conditional); load
-    the reference ``split`` at the generator's image size; features from the FID Inception-v3 (``inception``)
+    the reference ``split`` (default: test, else validation, else train — a folder of the user's often has
+    no held-out split, and the report then says the comparison is with training images) at the generator's
+    image size; features from the FID Inception-v3 (``inception``)
     or else from the dataset's feature classifier (trained once and kept in RUN_DIR/eval/); FID, KID and
     precision/recall; the floor (FID between the reference split and as many images of another real split);
     and for a VAE the importance-weighted NLL bound with ``iw_samples`` samples per image.
@@ -253,6 +255,8 @@ def evaluate_run(run: str | Path, *, num: int = 10000, reference: str | Path | N
         raise InputError(f"--num must be at least 2 (got {num}); FID needs a sample of images")
     reference_dir = _reference_dir(card, reference, run)
     dataset = open_image_dataset(reference_dir)
+    if split is None:
+        split = next(s for s in ("test", "validation", "train", *dataset.splits) if s in dataset.splits)
     if split not in dataset.splits:
         raise InputError(f"{reference_dir} has no split {split!r}; it has {', '.join(dataset.splits)}")
     generator = load_image_generator(run)
@@ -300,6 +304,9 @@ def evaluate_run(run: str | Path, *, num: int = 10000, reference: str | Path | N
         **metrics,
         "floor": floor,
     }
+    if split == "train":
+        report["note"] = ("the reference has no held-out split: generated images are compared with the training "
+                          "images, which cannot reveal memorisation; ingest a test/ folder for an honest figure")
     if card.get("family") == "vae" and iw_samples > 0:
         report["iw_nll"] = _iw_nll(run, generator, reference_dir, split, iw_samples, seed)
     report["seconds"] = round(time.time() - started, 1)
