@@ -80,6 +80,14 @@ def rows() -> list[str]:
                    f"pytorch/examples vae/main.py {nll['reference']:.1f} ({rate['reference']:,.0f} images/s) | "
                    f"{-r['nll_difference_reference_minus_genchain']:+.1f} nats | lower than the peer | "
                    f"{'yes' if r['met'] else 'no'} |")
+    if r := load("gan_quality"):
+        fid, g, p = r["fid"], r["genchain"], r["reference"]
+        budget = f"{r['budget_minutes']:g}-minute budget" + (", 15 in the issue" if r["budget_minutes"] != 15 else "")
+        out.append(f"| 11. GAN FID (classifier features, 28 px, {r['num_generated']:,} samples vs test; floor "
+                   f"{fid['floor']:.2f}), Fashion-MNIST, same CPU wall time ({budget}) | {fid['genchain']:.2f} "
+                   f"({g['iters']:,} iters at 28 px) | pytorch/examples dcgan/main.py {fid['reference']:.2f} "
+                   f"({p['iters']:,} iters at 64 px, downsampled) | {r['fid_ratio_reference_over_genchain']:.2f}x "
+                   f"lower | lower than the peer | {'yes' if r['met'] else 'no'} |")
     return out
 
 
