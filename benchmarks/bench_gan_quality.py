@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench_gan_throughput import BATCH, MAIN, ensure_data, examples_source, split_reference
-from common import GENCHAIN, ROOT, WORK, stream_lines, write_results
+from bench_gan_throughput import BATCH, MAIN, ensure_data, split_reference
+from common import GENCHAIN, ROOT, WORK, examples_source, stream_lines, write_results
 
 DATA = WORK / "fashion_mnist"
 CONFIG = ROOT / "configs" / "gan_fashion.yaml"
@@ -49,7 +49,7 @@ def peer_worker(seconds: float, num: int) -> None:
     """Train dcgan/main.py's own models with its own loop body for ``seconds``; save ``num`` 28 px uint8 samples."""
     from genchain.train.image_data import load_images, to_uint8
 
-    source, origin = examples_source()
+    source, origin = examples_source(MAIN)
     setup, step, dropped = split_reference(source)
     printed: list[str] = []
     namespace: dict = {"__name__": "dcgan_main", "print": lambda *a, **k: printed.append(" ".join(map(str, a))),
@@ -131,7 +131,7 @@ def main() -> None:
         args.minutes, args.num = 0.1, 500
     seconds = args.minutes * 60
     ensure_data()
-    examples_source()  # fail early when the reference is absent
+    examples_source(MAIN)  # fail early when the reference is absent
 
     from genchain.eval.image import compare_features, evaluate_run, extract_features, feature_network_for
     from genchain.train.image_data import load_images

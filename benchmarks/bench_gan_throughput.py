@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from common import GENCHAIN, ROOT, WORK, bf16_matmul_peak_tflops, median, stream_lines, write_results
+from common import GENCHAIN, ROOT, WORK, bf16_matmul_peak_tflops, examples_source, median, stream_lines, write_results
 
 DATA = WORK / "fashion_mnist"
 RAW = WORK / "fashion_mnist_raw"
@@ -51,18 +50,6 @@ MAIN = "dcgan/main.py"
 
 
 # ------------------------------------------------------------------------------------------------ the reference
-def examples_source() -> tuple[str, str]:
-    """The text of pytorch/examples' dcgan/main.py and where it came from (a checkout or a bare git mirror)."""
-    path = Path(os.environ.get("PYTORCH_EXAMPLES_DIR", "/tmp/pytorch-examples"))
-    if (path / MAIN).is_file():
-        rev = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-        return (path / MAIN).read_text(), f"{path / MAIN} @ {rev.strip() or 'unknown commit'}"
-    if (path / "HEAD").is_file() and (path / "objects").is_dir():  # a bare repository
-        git = ["git", "--git-dir", str(path)]
-        rev = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        text = subprocess.run(git + ["show", f"{rev}:{MAIN}"], capture_output=True, text=True, check=True).stdout
-        return text, f"{path} (bare) {rev}:{MAIN}"
-    sys.exit(f"pytorch/examples not found at {path}: clone github.com/pytorch/examples and set PYTORCH_EXAMPLES_DIR")
 
 
 def _is_torchvision_import(node: ast.stmt) -> bool:
@@ -115,7 +102,7 @@ def peer_worker(data: Path, iters: int, out: Path) -> None:
     """Run the reference's own setup and loop body for ``iters`` batches; write per-iteration times to ``out``."""
     from genchain.train.image_data import load_images
 
-    source, origin = examples_source()
+    source, origin = examples_source(MAIN)
     setup, step, dropped = split_reference(source)
     printed: list[str] = []
     namespace: dict = {"__name__": "dcgan_main", "print": lambda *a, **k: printed.append(" ".join(map(str, a))),
@@ -240,7 +227,7 @@ def main() -> None:
         peer_worker(DATA, args.iters, WORK / "gan_peer.json")
         return
     ensure_data()
-    examples_source()  # fail early when the reference is absent
+    examples_source(MAIN)  # fail early when the reference is absent
     ours, theirs, peaks, variants = [], [], [], {o: [] for o in args.also}
     peer: dict = {}
     for run in range(args.runs):  # interleaved, so drift in machine load hits both alike

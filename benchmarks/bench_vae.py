@@ -37,7 +37,6 @@ import argparse
 import ast
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import GENCHAIN, ROOT, WORK, median, stream_lines, write_results
+from common import GENCHAIN, ROOT, WORK, examples_source, median, stream_lines, write_results
 
 DATA = WORK / "fashion_mnist"  # shared with bench_gan_throughput.py
 RAW = WORK / "fashion_mnist_raw"
@@ -67,18 +66,6 @@ def prepare_data() -> Path:
     return DATA
 
 
-def examples_source() -> tuple[str, str]:
-    """The text of pytorch/examples' vae/main.py and where it came from (a checkout or a bare git mirror)."""
-    path = Path(os.environ.get("PYTORCH_EXAMPLES_DIR", "/tmp/pytorch-examples"))
-    if (path / MAIN).is_file():
-        rev = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-        return (path / MAIN).read_text(), f"{path / MAIN} @ {rev.strip() or 'unknown commit'}"
-    if (path / "HEAD").is_file() and (path / "objects").is_dir():  # a bare repository
-        git = ["git", "--git-dir", str(path)]
-        rev = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        text = subprocess.run(git + ["show", f"{rev}:{MAIN}"], capture_output=True, text=True, check=True).stdout
-        return text, f"{path} (bare) {rev}:{MAIN}"
-    sys.exit(f"pytorch/examples not found at {path}: clone github.com/pytorch/examples and set PYTORCH_EXAMPLES_DIR")
 
 
 # ------------------------------------------------------------------------------------------------ the reference
@@ -186,7 +173,7 @@ def to_replica(reference: torch.nn.Module) -> torch.nn.Module:
 
 def peer_worker(data: Path, seconds: float, out: Path) -> None:
     """Run pytorch/examples' vae/main.py as written for ``seconds`` of training; save its weights and figures."""
-    source, origin = examples_source()
+    source, origin = examples_source(MAIN)
     head, main_block = split_main(source)
     clock = Clock(seconds)
     sys.modules.update(torchvision_standin(data, clock))

@@ -110,3 +110,18 @@ def stream_lines(cmd: list[str], cwd: Path | None = None) -> list[tuple[float, s
         tail = "\n".join(line for _, line in lines[-20:])
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{tail}")
     return lines
+
+
+def examples_source(relative: str) -> tuple[str, str]:
+    """The text of a pytorch/examples file (e.g. ``dcgan/main.py``) and where it came from, read at run time from
+    ``$PYTORCH_EXAMPLES_DIR``: a checkout or a bare git mirror. Its code is never copied into this project."""
+    path = Path(os.environ.get("PYTORCH_EXAMPLES_DIR", "/tmp/pytorch-examples"))
+    if (path / relative).is_file():
+        rev = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        return (path / relative).read_text(), f"{path / relative} @ {rev.strip() or 'unknown commit'}"
+    if (path / "HEAD").is_file() and (path / "objects").is_dir():  # a bare repository
+        git = ["git", "--git-dir", str(path)]
+        rev = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        text = subprocess.run(git + ["show", f"{rev}:{relative}"], capture_output=True, text=True, check=True).stdout
+        return text, f"{path} (bare) {rev}:{relative}"
+    sys.exit(f"pytorch/examples not found at {path}: clone github.com/pytorch/examples and set PYTORCH_EXAMPLES_DIR")
