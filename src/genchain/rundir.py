@@ -77,3 +77,19 @@ def prepare_new_run(run_dir: str | Path, resume: bool) -> Path:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def saved_recipe(run_dir: str | Path, family: str, recipe_class: type) -> Any:
+    """The recipe a run being resumed was trained with (after checking the run holds a ``family`` model): the
+    base that ``--config`` and overrides change, and what the model section must still equal."""
+    from genchain.config import load_recipe
+
+    require_family(run_dir, family)
+    return load_recipe(recipe_class, Path(run_dir) / CONFIG)
+
+
+def data_provenance(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """What a card records of its training data's origin: the source paths and their licences."""
+    sources = manifest.get("sources", [])
+    return {"sources": [s.get("path") for s in sources],
+            "licences": sorted({s["licence"] for s in sources if "licence" in s})}

@@ -402,8 +402,7 @@ def train_gan(data: str | Path, out: str | Path, config_path: str | Path | None 
     saved: GANRecipe | None = None
     base: dict[str, Any] = {}
     if resume:
-        rundir.require_family(out, "gan")
-        saved = load_recipe(GANRecipe, out / rundir.CONFIG)
+        saved = rundir.saved_recipe(out, "gan", GANRecipe)
         base = to_dict(saved)
     recipe = resolve_recipe(config_path, overrides, base)
     if recipe.gan.conditional and not dataset.label_names:
@@ -431,7 +430,6 @@ def train_gan(data: str | Path, out: str | Path, config_path: str | Path | None 
     assert isinstance(model, GAN)
     atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
     if not resume:
-        sources = dataset.manifest.get("sources", [])
         device = select_device(recipe.train.device)
         rundir.write_card(run, {
             "family": "gan", "model": recipe.gan.model, "task": "image-generation",
@@ -442,8 +440,7 @@ def train_gan(data: str | Path, out: str | Path, config_path: str | Path | None 
             "data": {"dir": str(Path(data).resolve()), "manifest_sha256": manifest_hash(data),
                      "train_split": "train", "eval_split": split, "train_images": len(train),
                      "dataset_label_names": dataset.label_names,
-                     "sources": [s["path"] for s in sources],
-                     "licences": sorted({s["licence"] for s in sources if "licence" in s})},
+                     **rundir.data_provenance(dataset.manifest)},
             "eval_metric": "swd: sliced Wasserstein distance of EMA samples to held-out images (pixels)",
             "environment": environment(),
         })

@@ -107,8 +107,7 @@ def train_gpt(
     saved: GPTRecipe | None = None
     base: dict[str, Any] = {}
     if resume:
-        rundir.require_family(out_dir, "text")
-        saved = load_recipe(GPTRecipe, out_dir / rundir.CONFIG)
+        saved = rundir.saved_recipe(out_dir, "text", GPTRecipe)
         base = to_dict(saved)
     elif init is not None:
         rundir.require_family(init, "text")
@@ -136,14 +135,12 @@ def train_gpt(
     atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
     if not resume:
         shutil.copyfile(data.directory / "tokenizer.json", run / rundir.TOKENIZER)
-        sources = data.manifest.get("sources", [])
         rundir.write_card(run, {
             "family": "text", "model": "gpt", "task": "causal-lm",
             "params": sum(p.numel() for p in model.parameters()),
             "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
                      "tokenizer": data.tokenizer.kind, "tokenizer_sha256": _tokenizer_hash(data),
-                     "sources": [s["path"] for s in sources],
-                     "licences": sorted({s["licence"] for s in sources if "licence" in s})},
+                     **rundir.data_provenance(data.manifest)},
             "init": str(init) if init else None,
             "environment": environment(),
         })

@@ -265,8 +265,7 @@ def train_vae(
     saved: VAERecipe | None = None
     base: dict[str, Any] = {}
     if resume:
-        rundir.require_family(out_dir, "vae")
-        saved = load_recipe(VAERecipe, out_dir / rundir.CONFIG)
+        saved = rundir.saved_recipe(out_dir, "vae", VAERecipe)
         base = to_dict(saved)
     recipe = resolve_recipe(config_file, overrides, base)
 
@@ -298,7 +297,6 @@ def train_vae(
     atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
     if not resume:
         manifest = open_image_dataset(data_dir).manifest
-        sources = manifest.get("sources", [])
         rundir.write_card(run, {
             "family": "vae", "model": recipe.vae.model, "task": "image-generation",
             "params": sum(p.numel() for p in model.parameters()),
@@ -309,8 +307,7 @@ def train_vae(
             "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
                      "eval_split": data.eval_split, "train_images": len(data.train),
                      "eval_images": len(data.eval),
-                     "sources": [s.get("path") for s in sources],
-                     "licences": sorted({s["licence"] for s in sources if "licence" in s})},
+                     **rundir.data_provenance(manifest)},
             "environment": environment(),
         })
 
