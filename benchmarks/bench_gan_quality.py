@@ -20,6 +20,10 @@ against as many train images) that ``evaluate_run`` reports. Lower is better.
 
     PYTORCH_EXAMPLES_DIR=/path/to/examples python benchmarks/bench_gan_quality.py [--minutes 15] [--num 10000]
     ... --quick        # a smoke test: 6 s per side, 500 samples, results not written
+    ... --only reference   # re-measure the reference alone, keeping genchain's side of results/gan_quality.json
+
+``--only reference`` exists because one 15-minute side can be slowed by other work on a shared machine: each
+side's iteration rate is recorded, and a side that ran on a busy machine is measured again rather than kept.
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="training wall-time budget, each side")
     parser.add_argument("--num", type=int, default=10000, help="generated samples scored, each side")
     parser.add_argument("--quick", action="store_true", help="smoke test: 6 s each, 500 samples, nothing written")
+    parser.add_argument("--only", choices=["reference"], help="re-run one side, keep the other from the results")
     parser.add_argument("--peer-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,10 +141,22 @@ def main() -> None:
     from genchain.eval.image import compare_features, evaluate_run, extract_features, feature_network_for
     from genchain.train.image_data import load_images
 
-    our_cmd, our_iters, our_wall = run_ours(seconds)
-    started = time.perf_counter()
-    report = evaluate_run(OUR_RUN, num=args.num, reference=DATA, split="test")
-    eval_seconds = time.perf_counter() - started
+    if args.only == "reference":
+        kept = json.loads((ROOT / "benchmarks" / "results" / "gan_quality.json").read_text())
+        if (kept["budget_minutes"], kept["num_generated"]) != (args.minutes, args.num):
+            raise SystemExit(f"--only reference: results/gan_quality.json has {kept['budget_minutes']} min and "
+                             f"{kept['num_generated']} samples; run both sides with --minutes {args.minutes:g}")
+        report = {**kept["genchain"], "features": kept["features"], "feature_dim": kept["feature_dim"],
+                  "floor": kept["floor"]}
+        our_cmd, our_iters = kept["commands"]["genchain"].split(), kept["genchain"]["iters"]
+        our_wall, eval_seconds = kept["genchain"]["process_wall_seconds"], kept["genchain"]["eval_seconds"]
+        our_date = kept["genchain"].get("measured", kept["environment"]["date"])
+    else:
+        our_cmd, our_iters, our_wall = run_ours(seconds)
+        started = time.perf_counter()
+        report = evaluate_run(OUR_RUN, num=args.num, reference=DATA, split="test")
+        eval_seconds = time.perf_counter() - started
+        our_date = time.strftime("%Y-%m-%d %H:%M:%S")
     print(f"genchain: {our_iters:,} iterations in {seconds:g} s; FID {report['fid']:.2f} "
           f"(floor {report['floor']['fid']:.2f}) with {report['features'].get('kind')} features")
 
@@ -164,9 +181,11 @@ def main() -> None:
         "features": report["features"], "feature_dim": report["feature_dim"],
         "fid": {"genchain": ours["fid"], "reference": theirs["fid"], "floor": report["floor"]["fid"]},
         "fid_ratio_reference_over_genchain": ratio, "met": ours["fid"] < theirs["fid"],
-        "genchain": {**ours, "iters": our_iters, "process_wall_seconds": our_wall, "eval_seconds": eval_seconds,
+        "genchain": {**ours, "iters": our_iters, "iters_per_second": our_iters / seconds,
+                     "process_wall_seconds": our_wall, "eval_seconds": eval_seconds, "measured": our_date,
                      "weights": "best-on-SWD EMA generator (model.safetensors)", "image_size": 28},
-        "reference": {**theirs, "iters": peer["iters"], "epochs_started": peer["epochs"],
+        "reference": {**theirs, "iters": peer["iters"], "iters_per_second": peer["iters"] / peer["train_seconds"],
+                      "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "epochs_started": peer["epochs"],
                       "train_seconds": peer["train_seconds"], "process_wall_seconds": peer_wall,
                       "dtype": peer["dtype"], "threads": peer["threads"], "image_size": 64,
                       "downsample": "64 -> 28 px, F.interpolate bilinear, antialias=True",

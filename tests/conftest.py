@@ -24,6 +24,12 @@ def make_corpus(n_lines: int = 600, seed: int = 0) -> str:
     return "".join(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}.\n" for _ in range(n_lines))
 
 
+@pytest.fixture(autouse=True)
+def _genchain_home(tmp_path_factory, monkeypatch):
+    """Signing is on by default: keep identities and ledgers out of ~/.genchain (subprocesses inherit it)."""
+    monkeypatch.setenv("GENCHAIN_HOME", str(tmp_path_factory.mktemp("genchain-home")))
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"

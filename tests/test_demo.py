@@ -6,6 +6,7 @@ from PIL import Image
 
 from genchain import demo
 from genchain.data.sources import SourceStatus
+from genchain.provenance.verify import verify_artefact
 
 
 def test_image_demo_writes_a_grid_from_digits(tmp_path, monkeypatch):
@@ -15,5 +16,9 @@ def test_image_demo_writes_a_grid_from_digits(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "list_sources", only_digits)
     demo.run_image_demo(tmp_path, seconds=2)
-    grid = Image.open(tmp_path / "images" / next(p.name for p in (tmp_path / "images").iterdir()))
+    path = next((tmp_path / "images").glob("*.png"))
+    grid = Image.open(path)
     assert grid.size[0] >= 8 * 16 and (tmp_path / "gan" / "model.safetensors").is_file()
+    report = verify_artefact(path)  # signed, logged and C2PA-embedded like `genchain generate image` output
+    assert report.ok, report.render()
+    assert path.with_name(path.name + ".manifest.json").is_file()

@@ -69,19 +69,30 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
       genchain generate text --run runs/sh --prompt "ROMEO:" --max-new-tokens 300
       genchain generate text --run runs/sh --num 4 --temperature 0.9 --top-p 0.95 --seed 7 -o samples.jsonl
       genchain generate text --run runs/sh --prompt "JULIET:" --stream --stop "\\n\\n"
+      genchain generate text --run runs/sh --no-watermark --no-safety    # plain text, no filter
+
+    The text is watermarked (Kirchenbauer et al.; `genchain watermark detect` finds it) with a key derived from
+    the --key identity; the safety filter refuses blocklisted prompts, withholds blocklisted outputs and
+    redacts personal data (e-mail addresses, phone numbers, ...) in what is printed and written.
     """
+    from genchain.cli_watermark import filter_outputs, safety_filter_for, text_watermark_for
     from genchain.generate.text import SamplingConfig, TextGenerator
 
+    safety = safety_filter_for(args)
+    if safety is not None:
+        safety.check_prompt(args.prompt)  # refuse before loading the model
+    generator = TextGenerator.from_run(args.run, device=args.device, dtype=args.dtype)
+    watermark, args.watermark_info = text_watermark_for(args)  # after the run loads: bad input creates no key
     cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                          top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                         stop=tuple(_unescape(s) for s in args.stop), seed=args.seed)
-    generator = TextGenerator.from_run(args.run, device=args.device, dtype=args.dtype)
+                         stop=tuple(_unescape(s) for s in args.stop), seed=args.seed, watermark=watermark)
     if args.stream:
         if args.num != 1:
             raise ConfigError("--stream prints one sample; drop --num or --stream")
         sys.stdout.write(args.prompt)
         pieces = []
-        for piece in generator.stream(args.prompt, cfg):
+        stream = generator.stream(args.prompt, cfg)
+        for piece in safety.filter_stream(stream) if safety is not None else stream:
             sys.stdout.write(piece)
             sys.stdout.flush()
             pieces.append(piece)
@@ -91,8 +102,10 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         texts = generator.generate(args.prompt, args.num, cfg)
         elapsed = time.perf_counter() - started
+        if safety is not None:
+            texts = filter_outputs(safety, texts)
         for i, text in enumerate(texts):
-            if args.num > 1:
+            if len(texts) > 1:
                 print(f"--- sample {i + 1} ---")
             print(args.prompt + text)
         print(f"[{args.num} x {cfg.max_new_tokens} tokens in {elapsed:.2f}s]", file=sys.stderr)
@@ -115,6 +128,16 @@ def _write_samples(path: Path, args: argparse.Namespace, texts: list[str]) -> No
     else:
         atomic_write_text(path, "\n\n".join(args.prompt + t for t in texts) + "\n")
     print(f"wrote {path}", file=sys.stderr)
+    if args.sign:
+        from genchain.provenance.record import record_files
+
+        params = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+                  "top_p": args.top_p, "repetition_penalty": args.repetition_penalty, "stop": args.stop,
+                  "num": args.num}
+        for result in record_files([(path, getattr(args, "watermark_info", None))], kind="text",
+                                   run_dir=Path(args.run), params=params, seed=args.seed, prompt=args.prompt,
+                                   key=args.key, ledger=args.ledger):
+            print(result.summary(), file=sys.stderr)
 
 
 def cmd_export_hf(args: argparse.Namespace) -> None:
@@ -227,8 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=1, help="samples, decoded as one batch")
     p.add_argument("--stream", action="store_true", help="print tokens as they are sampled")
     p.add_argument("-o", "--output", metavar="OUT_FILE", help="also write the samples (.jsonl or text)")
+    p.add_argument("--no-sign", dest="sign", action="store_false", help="write no manifest, no ledger entry")
+    p.add_argument("--ledger", metavar="URL", help="ledger path or URL (default: $GENCHAIN_HOME/ledger.db)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", help="auto, fp32, bf16")
+    p.add_argument("--key", default="default", metavar="NAME",
+                   help="signing identity whose key watermarks (and signs) the text (default: default)")
+    from genchain.cli_watermark import add_generate_text_options, add_watermark_commands
+
+    add_generate_text_options(p)
     add_generate_commands(generate, command)
 
     evaluate = groups.add_parser("eval", help="measure a run").add_subparsers(dest="kind", metavar="KIND",
@@ -246,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hf_dir", metavar="HF_DIR")
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
 
+    add_watermark_commands(groups, command)
+    from genchain.cli_provenance import add_provenance_commands
+
+    add_provenance_commands(groups, command)
+    from genchain.cli_ledger import add_ledger_commands
+
+    add_ledger_commands(groups, command)
     command(groups, "models", cmd_models, "list model variants")
     p = command(groups, "demo", cmd_demo, "the text chain end to end on built-in data")
     p.add_argument("--workdir", default="genchain-demo", help="where data and the run go (default ./genchain-demo)")
@@ -259,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)  # commands that check things (verify) return 1 when a check failed
     except GenchainError as err:
         if args.debug:
             raise
@@ -268,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

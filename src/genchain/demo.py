@@ -69,4 +69,21 @@ def run_image_demo(workdir: Path, seconds: float) -> None:
     print(f"      {result.iters} iterations, " + ", ".join(f"{k} {v:.3f}" for k, v in result.last_metrics.items()))
     grid = sample(run_dir, workdir / "images", num=64, label=None, seed=0, grid=True)[0]
     print(f"[6/6] 64 generated images: {grid}")
+    print(f"      {_watermark_and_sign(grid, run_dir)}")
+    print(f"next: genchain verify {grid}   # signature, ledger proof, C2PA, watermark")
     print(f"next: genchain eval image --run {run_dir}   # FID, KID, precision/recall")
+
+
+def _watermark_and_sign(path: Path, run_dir: Path) -> str:
+    """What `genchain generate image` does to each file it writes: watermark, C2PA, signed manifest, ledger."""
+    from genchain.provenance.keys import ensure_identity
+    from genchain.provenance.record import record_files
+    from genchain.provenance.watermark_image import image_watermark_key, watermark_png_file
+
+    identity, created = ensure_identity()
+    if created:
+        print(f"      created signing identity {identity.name!r} in {identity.directory}")
+    mark = watermark_png_file(path, image_watermark_key(identity))
+    result = record_files([(path, mark)], kind="image", run_dir=run_dir, params={"num": 64, "grid": True},
+                          seed=0, prompt=None)[0]
+    return result.summary()

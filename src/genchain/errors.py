@@ -27,3 +27,7 @@ class CheckpointError(GenchainError):
 
 class TrainingError(GenchainError):
     """Training cannot go on (for example the loss diverged); the last checkpoint is intact."""
+
+
+class ProvenanceError(GenchainError):
+    """A signature, manifest, ledger or key that does not check out, or cannot be read."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from genchain.errors import ConfigError
 from genchain.models.gpt import GPT
 from genchain.models.layers import can_pack_linears, pack_linears_for_cpu
 from genchain.runtime import select_device, select_precision
+
+if TYPE_CHECKING:
+    from genchain.provenance.watermark_text import TextWatermark
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # 1 disables; > 1 discourages tokens already present (CTRL's rule)
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    watermark: TextWatermark | None = None  # the green-list bias (genchain.provenance.watermark_text), None: off
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -120,6 +125,8 @@ class TextGenerator:
         for _ in range(cfg.max_new_tokens):
             # 2. choose the next tokens and hand them out
             history = context if cfg.repetition_penalty != 1.0 else None
+            if cfg.watermark is not None:  # before any sampling rule, greedy included, as in the paper
+                logits = cfg.watermark.apply(logits, context[:, -1])
             token = sample_next(logits, cfg, history, generator)
             yield token
             context = torch.cat([context, token[:, None]], dim=1)

@@ -1,0 +1,1 @@
+"""Governance: signing identities, provenance manifests, the transparency ledger, watermarks and safety filters."""
