@@ -53,17 +53,11 @@ def cmd_prove(args: argparse.Namespace) -> None:
       genchain ledger prove 12
       genchain ledger prove 12 --size 100 --json > entry12.proof.json
     """
-    from genchain.provenance.ledger_proofs import inclusion_document, verify_document
+    from genchain.provenance.ledger_proofs import inclusion_document
 
     with _open(args) as ledger:
         document = inclusion_document(ledger, args.index, args.size)
-    if args.json:
-        print(json.dumps(document, indent=2, ensure_ascii=False))
-        return
-    print(verify_document(document, document["tree_head"]["public_key"]))
-    print(f"audit path ({len(document['proof'])} hashes):")
-    for h in document["proof"]:
-        print(f"  {h}")
+    _print_proof(document, args.json, "tree_head", "audit path")
 
 
 def cmd_consistency(args: argparse.Namespace) -> None:
@@ -73,15 +67,22 @@ def cmd_consistency(args: argparse.Namespace) -> None:
       genchain ledger consistency 100
       genchain ledger consistency 100 --new-size 250 --json > grow.proof.json
     """
-    from genchain.provenance.ledger_proofs import consistency_document, verify_document
+    from genchain.provenance.ledger_proofs import consistency_document
 
     with _open(args) as ledger:
         document = consistency_document(ledger, args.old_size, args.new_size)
-    if args.json:
-        print(json.dumps(document, indent=2))
+    _print_proof(document, args.json, "new_tree_head", "proof")
+
+
+def _print_proof(document: dict, as_json: bool, head: str, title: str) -> None:
+    """A proof document as JSON, or checked with the key of its own tree head (``head``) and listed."""
+    from genchain.provenance.ledger_proofs import verify_document
+
+    if as_json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
         return
-    print(verify_document(document, document["new_tree_head"]["public_key"]))
-    print(f"proof ({len(document['proof'])} hashes):")
+    print(verify_document(document, document[head]["public_key"]))
+    print(f"{title} ({len(document['proof'])} hashes):")
     for h in document["proof"]:
         print(f"  {h}")
 
