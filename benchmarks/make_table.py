@@ -89,6 +89,7 @@ def rows() -> list[str]:
                    f"({p['iters']:,} iters at 64 px, downsampled) | {r['fid_ratio_reference_over_genchain']:.2f}x "
                    f"lower | lower than the peer | {'yes' if r['met'] else 'no'} |")
     out += _governance_rows()
+    out += _evaluation_scale_serving_rows()
     return out
 
 
@@ -129,6 +130,56 @@ def _governance_rows() -> list[str]:
                    f"targets) | {detected:,} / {trials:,} detected | C2PA validation alone: "
                    f"{tamper['targets']['png']['peer']['detection_rate']:.3f} on the PNGs | - | 100 % | "
                    f"{'yes' if detected == trials else 'no'} |")
+    return out
+
+
+def _evaluation_scale_serving_rows() -> list[str]:
+    """Rows 16-20: issue 5 (text VAE, novelty), issue 9 (scaling) and issue 8 (serving under load)."""
+    out = []
+    if r := load("text_vae"):
+        for corpus, res in r["results"].items():
+            vae, lm = res["vae"]["test"], res["lm"]["test"]
+            out.append(f"| 16. sentence VAE vs GRU LM of equal size ({vae['params'] / 1e6:.1f}M), {corpus}, "
+                       f"{r['cpu_minutes_each']:g} CPU minutes each: test NLL nats/sentence (KL), PPL; active units "
+                       f"| VAE {vae['nll_iwae']:.1f} ({vae['kl']:.1f}), PPL {vae['ppl']:.0f}; "
+                       f"{vae['active_units']}/{vae['latent_dim']} active, MI {vae['mi']:.2f} | "
+                       f"LM {lm['nll_iwae']:.1f} (0), PPL {lm['ppl']:.0f}; Bowman et al. PTB: VAE 101 (2) vs LM 100 | "
+                       f"{res['nll_gap_vae_minus_lm']:+.1f} nats | KL > 0 and active units > 0 | "
+                       f"{'no' if res['collapsed'] else 'yes'} |")
+    if r := load("novelty"):
+        g, ratios, base = r["genchain"], r["ratios"], r["baselines"]
+        out.append(f"| 17. novelty check (8/13-gram copies + exact longest span), {r['samples']:,} samples vs a "
+                   f"{r['corpus_mb']:.1f} MB corpus | {g['total_s']:.1f} s (index {g['build_s']:.1f} s + query "
+                   f"{g['query_s']:.1f} s) | brute-force longest span "
+                   f"{base['brute-force']['ms_per_sample']:,.0f} ms/sample; Python set (shares only) "
+                   f"{base['python-set']['total_s']:.1f} s | "
+                   f"{ratios['brute_force_per_sample_over_genchain_per_sample']:.0f}x per sample | < 10 s | "
+                   f"{'yes' if r['claim_met'] else 'no'} |")
+    if r := load("scaling"):
+        m = r["median_tokens_per_s"]
+        out.append(f"| 18. DDP scaling 1 -> 2 processes (gloo, 2 CPU cores, {r['model']['params'] / 1e6:.1f}M GPT) | "
+                   f"{m['2p1t']:,.0f} tok/s with 2 x 1 thread | 1 process x 1 thread {m['1p1t']:,.0f}; 1 x 2 threads "
+                   f"{m['1p2t']:,.0f} | efficiency {r['scaling_efficiency']:.2f} | - | - |")
+        out.append(f"| 19. `data clean` on Dask (2 workers) vs local, {r['clean_rows']:,} texts | "
+                   f"{r['clean_rows_per_s']['dask']:,.0f} rows/s, output identical: "
+                   f"{'yes' if r['clean_outputs_identical'] else 'no'} | local {r['clean_rows_per_s']['local']:,.0f} "
+                   f"rows/s | {r['clean_rows_per_s']['dask'] / r['clean_rows_per_s']['local']:.2f}x | same output | "
+                   f"{'yes' if r['clean_outputs_identical'] else 'no'} |")
+    if r := load("serve_load"):
+        on, off = r["batching_on"], r["batching_off (baseline)"]
+        failed = on["failed_requests"] + off["failed_requests"]
+        lost = on["feedback_lost"] + off["feedback_lost"] + r["kill9"]["feedback_lost"]
+        met = r["tokens_per_s_ratio"] >= 6 and failed == 0 and lost == 0 and r["schemathesis"]["server_errors"] == 0
+        out.append(f"| 20. `genchain serve`, {r['clients']} concurrent streaming clients x "
+                   f"{r['seconds_per_side']:g} s, "
+                   f"small GPT: tokens/s, time to first token p50/p99; failures, lost feedback (also after kill -9), "
+                   f"fuzzing 5xx | {on['tokens_per_s']:,.0f} tok/s, TTFT {on['ttft_p50_s']:.2f}/"
+                   f"{on['ttft_p99_s']:.2f} s;"
+                   f" {failed} failed, {lost} lost (integrity {r['kill9']['integrity_check']}); "
+                   f"{r['schemathesis']['server_errors']} 5xx in {r['schemathesis']['requests']} fuzzed requests | "
+                   f"same server, batching off: {off['tokens_per_s']:,.0f} tok/s, TTFT {off['ttft_p50_s']:.2f}/"
+                   f"{off['ttft_p99_s']:.2f} s | {r['tokens_per_s_ratio']:.1f}x | >= 6x, 0 failed, 0 lost | "
+                   f"{'yes' if met else 'no'} |")
     return out
 
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Debian packages that genchain's built-in data sources read (`genchain data sources` lists them):
+# Debian packages genchain uses: the ones its built-in data sources read (`genchain data sources` lists them)
+# and the browser its web-page tests drive:
 #   dataset-fashion-mnist  Fashion-MNIST (fashion-mnist)
 #   fortunes fortunes-min  English fortune cookies (fortunes)
 #   fortunes-zh            Chinese sayings and poems (fortunes-zh)
 #   espeak-ng              speech synthesis (speech-digits)
+#   chromium               the browser the web page's Playwright tests drive (tests/test_web_*.py)
 # Installs the missing ones with apt-get when run as root on a Debian-like system; otherwise it says what is
 # missing and the command to run. It always exits 0: a machine without these packages still builds and
 # tests (the tests that need a package skip), it just lacks those sources.
 set -u
 
-packages=(dataset-fashion-mnist fortunes fortunes-min fortunes-zh espeak-ng)
+packages=(dataset-fashion-mnist fortunes fortunes-min fortunes-zh espeak-ng chromium)
 
 installed() {
     dpkg -s "$1" 2>/dev/null | grep -q "^Status: install ok installed"

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import os
+import pwd
 import random
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,3 +64,43 @@ def tinyshakespeare() -> Path:
     if not path.is_file():
         pytest.skip(f"reference data {path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_server():
+    """A real PostgreSQL server for this test session (Debian's package), or a skip saying why there is none."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("no PostgreSQL server here (/usr/lib/postgresql/*/bin/initdb)")
+    bindir = Path(found[-1]).parent
+    as_user: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="gc-pg-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+    try:
+        subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "gc", "--no-sync"],
+                       check=True, capture_output=True)
+        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                                  f"-k {base} -c listen_addresses='' -F", "start"], check=True, capture_output=True)
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {err}")
+    yield bindir, base
+    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_url(_postgres_server, request):
+    """A fresh, empty database on the session's server for each test, so tests never see each other's tables."""
+    bindir, base = _postgres_server
+    name = "t_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    subprocess.run([str(bindir / "createdb"), "-h", str(base), "-U", "gc", name], check=True, capture_output=True)
+    return f"postgresql://gc@/{name}?host={base}"

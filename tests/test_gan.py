@@ -248,7 +248,7 @@ def test_resume_repeats_an_uninterrupted_run(digits, tmp_path):
 
 def test_resume_refuses_a_changed_model(tiny_run, digits):
     out, _ = tiny_run
-    with pytest.raises(ConfigError, match="model section differs"):
+    with pytest.raises(ConfigError, match="model differs"):
         train_gan(digits, out, overrides=["g_width=16", "max_iters=8"], resume=True)
 
 

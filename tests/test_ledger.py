@@ -1,16 +1,12 @@
 """The transparency log on real SQLite files (and a real PostgreSQL server when one can be started): proofs,
 ownership rules, crash safety and tamper detection."""
 
-import glob
 import hashlib
 import os
-import pwd
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -312,37 +308,7 @@ def test_damaged_and_foreign_files_give_provenance_errors(home, tmp_path):
         Ledger.open(garbage)
 
 
-# ---- PostgreSQL: the same code by URL, against a real server started for this module ----------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.skip("no PostgreSQL server here (/usr/lib/postgresql/*/bin/initdb)")
-    bindir = Path(found[-1]).parent
-    as_user: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="gc-pg-"))
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server as")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    try:
-        subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "gc", "--no-sync"],
-                       check=True, capture_output=True)
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                                  f"-k {base} -c listen_addresses='' -F", "start"], check=True, capture_output=True)
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"could not start a PostgreSQL server: {err}")
-    yield f"postgresql://gc@/postgres?host={base}"
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                   capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+# ---- PostgreSQL: the same code by URL, against the real server conftest.py starts ----------------------------
 
 
 def test_postgresql_ledger(home, postgres_url):

@@ -56,28 +56,41 @@ def cmd_train_gpt(args: argparse.Namespace) -> None:
     from genchain.train.lm import train_gpt
 
     result = train_gpt(args.data, args.out, args.config, args.overrides, resume=args.resume, init=args.init)
-    state = "stopped early at" if result.stopped_early else "finished"
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_metrics.items())
-    print(f"{state} iteration {result.iters} in {result.train_seconds:.1f}s: {metrics}; best {result.best_metric:.4f}"
-          f" -> {args.out}")
+    result.announce(args.out)
 
 
 def cmd_generate_text(args: argparse.Namespace) -> None:
-    """Generate text from a trained (or imported) GPT run.
+    """Generate text from a trained (or imported) GPT run, or from a sentence VAE (text-vae) run.
 
     examples:
       genchain generate text --run runs/sh --prompt "ROMEO:" --max-new-tokens 300
       genchain generate text --run runs/sh --num 4 --temperature 0.9 --top-p 0.95 --seed 7 -o samples.jsonl
       genchain generate text --run runs/sh --prompt "JULIET:" --stream --stop "\\n\\n"
       genchain generate text --run runs/sh --no-watermark --no-safety    # plain text, no filter
+      genchain generate text --run runs/tvae --num 8 --seed 1 -o vae.jsonl   # sentences from the VAE's prior
+      genchain generate text --run runs/tvae --interpolate "i love you" "the cat sat on the mat" --steps 8
 
     The text is watermarked (Kirchenbauer et al.; `genchain watermark detect` finds it) with a key derived from
     the --key identity; the safety filter refuses blocklisted prompts, withholds blocklisted outputs and
     redacts personal data (e-mail addresses, phone numbers, ...) in what is printed and written.
+    A text-vae run takes no prompt: it samples z from the prior (--temperature 0: greedy decoding), or decodes
+    the homotopy between two sentences with --interpolate A B (--steps points, both ends included);
+    --max-new-tokens caps the sentence length (default: the run's max_len).
     """
+    from genchain import rundir
+
+    args.run_family = rundir.read_card(args.run).get("family")
+    if args.run_family == "text-vae":
+        _generate_text_vae(args)
+        return
+    if args.interpolate:
+        raise ConfigError(f"--interpolate needs a sentence VAE run (genchain train text-vae); {args.run} is a GPT "
+                          "language model, which has no latent space")
     from genchain.cli_watermark import filter_outputs, safety_filter_for, text_watermark_for
     from genchain.generate.text import SamplingConfig, TextGenerator
 
+    if args.max_new_tokens is None:
+        args.max_new_tokens = 256
     safety = safety_filter_for(args)
     if safety is not None:
         safety.check_prompt(args.prompt)  # refuse before loading the model
@@ -113,6 +126,40 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
         _write_samples(Path(args.output), args, texts)
 
 
+def _generate_text_vae(args: argparse.Namespace) -> None:
+    """The text-vae side of ``generate text``: prior samples or a homotopy, filtered, watermarked and signed."""
+    from genchain.cli_watermark import filter_outputs, safety_filter_for, text_watermark_for
+    from genchain.generate.text_vae import TextVAEGenerator
+
+    gpt_only = [flag for flag, used in (("--prompt", bool(args.prompt)), ("--stream", args.stream),
+                                        ("--stop", bool(args.stop)), ("--top-p", args.top_p != 1.0),
+                                        ("--repetition-penalty", args.repetition_penalty != 1.0)) if used]
+    if gpt_only:
+        raise ConfigError(f"{', '.join(gpt_only)}: only for GPT runs; a text-vae run samples whole sentences from "
+                          "its latent space (use --num, --seed, --temperature, or --interpolate A B)")
+    safety = safety_filter_for(args)
+    if safety is not None:
+        for sentence in args.interpolate or []:
+            safety.check_prompt(sentence)  # the two sentences are the prompt here
+    generator = TextVAEGenerator.from_run(args.run, device=args.device)
+    watermark, args.watermark_info = text_watermark_for(args)
+    generator.watermark = watermark
+    started = time.perf_counter()
+    if args.interpolate:
+        texts = generator.interpolate(args.interpolate[0], args.interpolate[1], steps=args.steps)
+    else:
+        texts = generator.sample(args.num, seed=args.seed, temperature=args.temperature,
+                                 max_len=args.max_new_tokens)
+    elapsed = time.perf_counter() - started
+    if safety is not None:
+        texts = filter_outputs(safety, texts)
+    for i, text in enumerate(texts):
+        print(f"{i + 1:>3}  {text}")
+    print(f"[{len(texts)} sentences in {elapsed:.2f}s]", file=sys.stderr)
+    if args.output:
+        _write_samples(Path(args.output), args, texts)
+
+
 def _unescape(text: str) -> str:
     """``\\n`` and ``\\t`` typed on a command line mean a newline and a tab; other text stays as it is."""
     return text.replace("\\n", "\n").replace("\\t", "\t")
@@ -131,9 +178,14 @@ def _write_samples(path: Path, args: argparse.Namespace, texts: list[str]) -> No
     if args.sign:
         from genchain.provenance.record import record_files
 
-        params = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
-                  "top_p": args.top_p, "repetition_penalty": args.repetition_penalty, "stop": args.stop,
-                  "num": args.num}
+        if getattr(args, "interpolate", None):  # a text-vae homotopy: the two ends and the steps made it
+            params = {"interpolate": args.interpolate, "steps": args.steps}
+        elif getattr(args, "run_family", None) == "text-vae":
+            params = {"max_len": args.max_new_tokens, "temperature": args.temperature, "num": args.num}
+        else:
+            params = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+                      "top_p": args.top_p, "repetition_penalty": args.repetition_penalty, "stop": args.stop,
+                      "num": args.num}
         for result in record_files([(path, getattr(args, "watermark_info", None))], kind="text",
                                    run_dir=Path(args.run), params=params, seed=args.seed, prompt=args.prompt,
                                    key=args.key, ledger=args.ledger):
@@ -234,13 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     from genchain.cli_image import add_eval_commands, add_generate_commands, add_train_commands
 
     add_train_commands(train, command)
+    from genchain.cli_text_vae import add_text_vae_train_command
+
+    add_text_vae_train_command(train, command)
 
     generate = groups.add_parser("generate", help="generate content").add_subparsers(dest="kind", metavar="KIND",
                                                                                      required=True)
-    p = command(generate, "text", cmd_generate_text, "text from a GPT run")
+    p = command(generate, "text", cmd_generate_text, "text from a GPT or text-vae run")
     p.add_argument("--run", required=True, metavar="RUN_DIR")
     p.add_argument("--prompt", default="")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, help="GPT: default 256; text-vae: caps sentence length")
     p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=200, help="0 disables (default 200)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1: off)")
@@ -248,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", default=[], metavar="STR", help="stop at STR (repeatable; \\n ok)")
     p.add_argument("--seed", type=int, help="same seed, same text")
     p.add_argument("--num", type=int, default=1, help="samples, decoded as one batch")
+    p.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
+                   help="text-vae: decode the homotopy between sentences A and B")
+    p.add_argument("--steps", type=int, default=8, help="text-vae --interpolate: points, both ends included (8)")
     p.add_argument("--stream", action="store_true", help="print tokens as they are sampled")
     p.add_argument("-o", "--output", metavar="OUT_FILE", help="also write the samples (.jsonl or text)")
     p.add_argument("--no-sign", dest="sign", action="store_false", help="write no manifest, no ledger entry")
@@ -264,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = groups.add_parser("eval", help="measure a run").add_subparsers(dest="kind", metavar="KIND",
                                                                               required=True)
     add_eval_commands(evaluate, command)
+    from genchain.cli_eval_text import add_text_eval_commands
+
+    add_text_eval_commands(evaluate, command)
+    from genchain.cli_human import add_human_eval_commands
+
+    add_human_eval_commands(evaluate, command)
+    from genchain.cli_text_vae import add_text_vae_eval_command
+
+    add_text_vae_eval_command(evaluate, command)
 
     export = groups.add_parser("export", help="export a run").add_subparsers(dest="fmt", metavar="FORMAT",
                                                                              required=True)
@@ -283,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     from genchain.cli_ledger import add_ledger_commands
 
     add_ledger_commands(groups, command)
+    from genchain.cli_serve import add_serve_commands
+
+    add_serve_commands(groups, command)
     command(groups, "models", cmd_models, "list model variants")
     p = command(groups, "demo", cmd_demo, "the text chain end to end on built-in data")
     p.add_argument("--workdir", default="genchain-demo", help="where data and the run go (default ./genchain-demo)")

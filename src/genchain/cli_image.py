@@ -27,7 +27,7 @@ def cmd_train_gan(args: argparse.Namespace) -> None:
     """
     from genchain.train.gan import train_gan
 
-    _print_fit(train_gan(args.data, args.out, args.config, args.overrides, resume=args.resume), args.out)
+    train_gan(args.data, args.out, args.config, args.overrides, resume=args.resume).announce(args.out)
 
 
 def cmd_train_vae(args: argparse.Namespace) -> None:
@@ -43,13 +43,7 @@ def cmd_train_vae(args: argparse.Namespace) -> None:
     """
     from genchain.train.vae import train_vae
 
-    _print_fit(train_vae(args.data, args.out, args.config, args.overrides, resume=args.resume), args.out)
-
-
-def _print_fit(result, out: str) -> None:
-    state = "stopped early at" if result.stopped_early else "finished"
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_metrics.items())
-    print(f"{state} iteration {result.iters} in {result.train_seconds:.1f}s: {metrics} -> {out}")
+    train_vae(args.data, args.out, args.config, args.overrides, resume=args.resume).announce(args.out)
 
 
 def cmd_generate_image(args: argparse.Namespace) -> None:

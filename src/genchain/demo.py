@@ -29,6 +29,9 @@ def run_demo(workdir: Path, seconds: float, image_seconds: float = 60.0) -> None
     run_text_demo(workdir, seconds)
     if image_seconds > 0:
         run_image_demo(workdir, image_seconds)
+    # Serving is the one step the demo leaves to the user: a server that outlives `make demo` would hold the
+    # port and the terminal of whoever ran it, so the command is printed instead.
+    print(f"serve every run of the demo (API + web page at http://127.0.0.1:8000/): genchain serve --runs {workdir}")
 
 
 def run_text_demo(workdir: Path, seconds: float) -> None:

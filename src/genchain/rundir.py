@@ -88,6 +88,19 @@ def saved_recipe(run_dir: str | Path, family: str, recipe_class: type) -> Any:
     return load_recipe(recipe_class, Path(run_dir) / CONFIG)
 
 
+def check_resume(run_dir: str | Path, data_dir: str | Path, same_model: bool) -> None:
+    """What ``--resume`` must keep: the model (``same_model``: the saved and the new config agree) and the
+    dataset, by the hash of its manifest. Raised before anything is written."""
+    from genchain.data.manifest import manifest_hash
+    from genchain.errors import ConfigError, InputError
+
+    if not same_model:
+        raise ConfigError("the model differs from the run being resumed; only train settings (e.g. max_iters) may "
+                          "change on --resume")
+    if read_card(run_dir).get("data", {}).get("manifest_sha256") != manifest_hash(data_dir):
+        raise InputError(f"{data_dir} is not the dataset the run being resumed was trained on")
+
+
 def data_provenance(manifest: dict[str, Any]) -> dict[str, list[str]]:
     """What a card records of its training data's origin: the source paths and their licences."""
     sources = manifest.get("sources", [])

@@ -11,6 +11,7 @@ One function per decision so every link (training, generation, evaluation, servi
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 from functools import lru_cache
@@ -25,10 +26,14 @@ PrecisionName = Literal["fp32", "bf16", "bf16-mixed", "fp16-mixed"]
 
 
 def select_device(preference: str = "auto") -> torch.device:
-    """Resolve ``auto`` (CUDA > MPS > CPU) or check that the named device exists."""
+    """Resolve ``auto`` (CUDA > MPS > CPU) or check that the named device exists.
+
+    Under torchrun each process takes the GPU of its ``LOCAL_RANK`` (``cuda`` means ``cuda:LOCAL_RANK``).
+    """
     if preference == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"])) if "LOCAL_RANK" in os.environ else \
+                torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -38,6 +43,8 @@ def select_device(preference: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda was asked for but no CUDA GPU is visible; use device=auto or device=cpu")
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device=mps was asked for but MPS is not available; use device=auto or device=cpu")
     return device

@@ -12,6 +12,12 @@ so a test row that repeats a training row is removed from test: evaluating on tr
 every score. Exact dedup happens on the fly; near dedup needs every key before it can decide, so the survivors
 of the first pass are staged in a temporary dataset beside the output and copied minus the near duplicates.
 
+Every row's own work (normalisation, rules, language, redaction, decoding, dedup keys) is a pure function of the
+row (:meth:`_RowCleaner.inspect`), so it can run on any executor (:mod:`genchain.data.executor`: this process,
+or Dask workers); what depends on earlier rows -- exact dedup's first occurrence, the counts, near dedup's LSH
+and clusters -- is decided here, in dataset order (:meth:`_RowCleaner.decide`). A distributed run therefore
+writes the same dataset as a local one, row for row.
+
 The input is only read. Nothing appears at the output path unless the whole run succeeds; a run that would
 remove every row raises :class:`InputError` instead of writing an empty dataset. The manifest step ``clean``
 counts rows removed by each rule (a row is counted once, under the first rule it failed), rows changed by
@@ -28,7 +34,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,7 @@ from genchain.data.dedup import (
     image_phash,
     text_key,
 )
+from genchain.data.executor import open_executor
 from genchain.data.media import decode_audio, decode_image
 from genchain.data.pii import RedactionResult, redact
 from genchain.data.quality import LanguageFilter, QualityConfig, normalize_text, quality_reasons
@@ -58,7 +65,8 @@ def clean(dataset: str | Path, out_dir: str | Path, *, dedup: tuple[str, ...] = 
           max_chars: int | None = None, max_symbol_ratio: float | None = None, max_repeat_ratio: float | None = None,
           lang: tuple[str, ...] = (), image_max_distance: int = 4, min_seconds: float | None = None,
           max_seconds: float | None = None, overwrite: bool = False,
-          quality: QualityConfig | None = None) -> dict[str, Any]:
+          quality: QualityConfig | None = None, executor: str = "local", workers: int | None = None,
+          scheduler: str | None = None) -> dict[str, Any]:
     """Write a cleaned copy of ``dataset`` to ``out_dir`` and return its manifest.
 
     Args:
@@ -75,6 +83,10 @@ def clean(dataset: str | Path, out_dir: str | Path, *, dedup: tuple[str, ...] = 
         overwrite: replace an existing dataset at ``out_dir``.
         quality: a base set of rule thresholds (e.g. :func:`genchain.data.quality.gopher`); the flags above
             override its fields.
+        executor: ``local`` or ``dask``: where the per-row work runs (the output is the same).
+        workers: Dask worker processes on this machine (default one per core); also the processes near dedup
+            computes its MinHash signatures with.
+        scheduler: a running Dask scheduler's address, instead of local workers.
 
     Raises:
         InputError: an option that does not fit the dataset, or nothing left to write.
@@ -104,13 +116,14 @@ def clean(dataset: str | Path, out_dir: str | Path, *, dedup: tuple[str, ...] = 
               "image_max_distance": image_max_distance if source.modality == "image" and near_config else None,
               "min_seconds": min_seconds, "max_seconds": max_seconds, "quality": asdict(rules) if rules else None}
     rows_in = {split: source.num_rows(split) for split in source.splits}
-    with DatasetWriter(out_dir, source.modality, source.features, overwrite=overwrite) as writer:
+    with DatasetWriter(out_dir, source.modality, source.features, overwrite=overwrite) as writer, \
+            open_executor(executor, workers, scheduler) as runner:
         for split in source.splits:  # a split that loses every row stays, empty, so the layout is kept
             writer.add_batch(pa.RecordBatch.from_pylist([], schema=writer.schema), split)
         if near_config is None:
-            _first_pass(source, cleaner, writer)
+            _first_pass(source, cleaner, writer, runner)
         else:
-            _two_passes(source, cleaner, writer, near_config, image_max_distance)
+            _two_passes(source, cleaner, writer, near_config, image_max_distance, runner)
         rows_out = writer.rows()
         removed = cleaner.removed
         if not sum(rows_out.values()):
@@ -156,37 +169,49 @@ def _check_options(modality: str, dedup: tuple[str, ...], flags: dict[str, Any],
 
 
 # --------------------------------------------------------------------------------------------------- passes
-def _rows(source: Dataset, desc: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with tqdm(total=source.num_rows(), desc=desc, unit=" rows", leave=False, disable=None) as bar:
+def _inspect_batch(batch: pa.RecordBatch, cleaner: _RowCleaner) -> list[_Verdict]:
+    """One partition's rows through :meth:`_RowCleaner.inspect` (what an executor's worker runs)."""
+    return [cleaner.inspect(row) for row in batch.to_pylist()]
+
+
+def _phash_batch(batch: pa.RecordBatch) -> list[int]:
+    return [image_phash(image["bytes"]) for image in batch.column(0).to_pylist()]
+
+
+def _first_pass(source: Dataset, cleaner: _RowCleaner, writer: DatasetWriter, runner: Any) -> None:
+    """Every row inspected (on the executor), then decided here in dataset order; survivors go to ``writer``."""
+    splits: list[str] = []
+
+    def partitions() -> Iterator[pa.RecordBatch]:
         for split, batch in source.batches():
-            for row in batch.to_pylist():
-                yield split, row
-            bar.update(batch.num_rows)
+            splits.append(split)
+            yield batch
 
-
-def _first_pass(source: Dataset, cleaner: _RowCleaner, writer: DatasetWriter) -> None:
-    """Every row through the cleaner; survivors go to ``writer``."""
-    for split, row in _rows(source, "clean"):
-        if cleaner(row):
-            writer.add(row, split)
+    with tqdm(total=source.num_rows(), desc="clean", unit=" rows", leave=False, disable=None) as bar:
+        for number, verdicts in enumerate(runner.map(_inspect_batch, partitions(), cleaner)):
+            for verdict in verdicts:
+                if cleaner.decide(verdict):
+                    writer.add(verdict.row, splits[number])
+            bar.update(len(verdicts))
 
 
 def _two_passes(source: Dataset, cleaner: _RowCleaner, writer: DatasetWriter, config: NearDedupConfig,
-                image_max_distance: int) -> None:
+                image_max_distance: int, runner: Any) -> None:
     """The first pass into a staging dataset, then its rows minus near duplicates into ``writer``."""
     workdir = Path(tempfile.mkdtemp(prefix=f".{writer.out_dir.name}.clean-", dir=writer.out_dir.parent))
     try:
         with DatasetWriter(workdir / "stage", source.modality, source.features) as stage_writer:
-            _first_pass(source, cleaner, stage_writer)
+            _first_pass(source, cleaner, stage_writer, runner)
             stage_writer.close({})
         stage = open_dataset(workdir / "stage")
         progress = sys.stderr.isatty()
-        if source.modality == "text":
+        if source.modality == "text":  # signatures in parallel processes; LSH and clusters once, here
             texts = (t for _, b in stage.batches(columns=["text"]) for t in b.column(0).to_pylist())
-            duplicate = find_near_duplicates(texts, config, workdir=workdir / "near", progress=progress)
+            duplicate = find_near_duplicates(texts, config, workdir=workdir / "near", progress=progress,
+                                             workers=runner.workers)
         else:
-            hashes = (image_phash(image["bytes"]) for _, b in stage.batches(columns=["image"])
-                      for image in b.column(0).to_pylist())
+            batches = (b for _, b in stage.batches(columns=["image"]))
+            hashes = (h for part in runner.map(_phash_batch, batches) for h in part)
             duplicate = find_image_near_duplicates(hashes, image_max_distance)
         if duplicate.any():
             cleaner.removed["near_duplicate"] += int(duplicate.sum())
@@ -200,8 +225,19 @@ def _two_passes(source: Dataset, cleaner: _RowCleaner, writer: DatasetWriter, co
 
 
 # --------------------------------------------------------------------------------------------------- cleaners
+@dataclass
+class _Verdict:
+    """What :meth:`_RowCleaner.inspect` found out about one row, before any cross-row decision."""
+
+    reason: str | None  # the first rule the row failed, or None
+    key: bytes | None  # its exact-dedup key when it passed
+    row: dict[str, Any]  # the row as it would be written (text normalised and redacted)
+    stats: dict[str, Any] = field(default_factory=dict)  # what the counts need from this row
+
+
 class _RowCleaner:
-    """Decides one row at a time (and may rewrite its payload); counts why rows were removed."""
+    """Inspects one row at a time (a pure function, so it can run anywhere), then decides in dataset order;
+    counts why rows were removed."""
 
     packages: tuple[str, ...] = ()
 
@@ -210,18 +246,22 @@ class _RowCleaner:
         self.exact = ExactDeduplicator() if exact else None
         self.undecodable: list[str] = []
 
-    def __call__(self, row: dict[str, Any]) -> bool:
-        """True to keep ``row`` (possibly changed in place)."""
-        reason = self.reason(row)
+    def inspect(self, row: dict[str, Any]) -> _Verdict:
+        raise NotImplementedError
+
+    def decide(self, verdict: _Verdict) -> bool:
+        """Exact dedup (the first occurrence in dataset order wins) and the counts; True to keep the row."""
+        reason = verdict.reason
+        if reason is None and self.exact is not None and not self.exact.is_new(verdict.key):
+            reason = "exact_duplicate"
+        self.tally(verdict, kept=reason is None)
         if reason:
             self.removed[reason] += 1
         return reason is None
 
-    def reason(self, row: dict[str, Any]) -> str | None:
-        raise NotImplementedError
-
-    def is_duplicate(self, key: bytes) -> bool:
-        return self.exact is not None and not self.exact.is_new(key)
+    def tally(self, verdict: _Verdict, kept: bool) -> None:
+        if "undecodable" in verdict.stats:
+            self.undecodable.append(verdict.stats["undecodable"])
 
     def extra_counts(self) -> dict[str, Any]:
         return {}
@@ -243,23 +283,26 @@ class _TextCleaner(_RowCleaner):
         self.redacted: Counter = Counter()
         self.undetermined_language = 0
 
-    def reason(self, row: dict[str, Any]) -> str | None:
+    def inspect(self, row: dict[str, Any]) -> _Verdict:
         text = normalize_text(row["text"] or "")
-        self.normalised += text != row["text"]
+        stats: dict[str, Any] = {"normalised": text != row["text"]}
         failed = quality_reasons(text, self.quality)
         if failed:
-            return failed[0]
+            return _Verdict(failed[0], None, row, stats)
         if self.languages is not None:
             keep, language = self.languages.keep(text)
             if not keep:
-                return f"lang:{language}"
-            self.undetermined_language += language == "und"
+                return _Verdict(f"lang:{language}", None, row, stats)
+            stats["undetermined"] = language == "und"
         redacted = redact(text) if self.redact_pii else RedactionResult(text)
-        if self.is_duplicate(text_key(redacted.text)):
-            return "exact_duplicate"
-        self.redacted.update(redacted.counts)
-        row["text"] = redacted.text
-        return None
+        stats["redacted"] = dict(redacted.counts)
+        return _Verdict(None, text_key(redacted.text), {**row, "text": redacted.text}, stats)
+
+    def tally(self, verdict: _Verdict, kept: bool) -> None:
+        self.normalised += verdict.stats["normalised"]
+        self.undetermined_language += verdict.stats.get("undetermined", False)
+        if kept:  # entities are counted in rows that passed exact dedup
+            self.redacted.update(verdict.stats["redacted"])
 
     def extra_counts(self) -> dict[str, Any]:
         counts: dict[str, Any] = {"changed": {"normalised": self.normalised, "redacted": dict(self.redacted)}}
@@ -271,14 +314,13 @@ class _TextCleaner(_RowCleaner):
 class _ImageCleaner(_RowCleaner):
     packages = ("pillow", "imagehash")
 
-    def reason(self, row: dict[str, Any]) -> str | None:
+    def inspect(self, row: dict[str, Any]) -> _Verdict:
         try:
             image = decode_image(row["image"]["bytes"], f"image {row['id']}")
         except InputError:
-            self.undecodable.append(row["id"])
-            return "corrupt"
+            return _Verdict("corrupt", None, row, {"undecodable": row["id"]})
         key = hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).digest()[:16]
-        return "exact_duplicate" if self.is_duplicate(key) else None
+        return _Verdict(None, key, row)
 
 
 class _AudioCleaner(_RowCleaner):
@@ -288,16 +330,15 @@ class _AudioCleaner(_RowCleaner):
         super().__init__(exact)
         self.min_seconds, self.max_seconds = min_seconds, max_seconds
 
-    def reason(self, row: dict[str, Any]) -> str | None:
+    def inspect(self, row: dict[str, Any]) -> _Verdict:
         try:
             samples, rate = decode_audio(row["audio"]["bytes"], f"audio {row['id']}")
         except InputError:
-            self.undecodable.append(row["id"])
-            return "corrupt"
+            return _Verdict("corrupt", None, row, {"undecodable": row["id"]})
         seconds = samples.size / rate
         if self.min_seconds is not None and seconds < self.min_seconds:
-            return "too_short"
+            return _Verdict("too_short", None, row)
         if self.max_seconds is not None and seconds > self.max_seconds:
-            return "too_long"
+            return _Verdict("too_long", None, row)
         key = hashlib.sha256(np.int64(rate).tobytes() + samples.tobytes()).digest()[:16]
-        return "exact_duplicate" if self.is_duplicate(key) else None
+        return _Verdict(None, key, row)

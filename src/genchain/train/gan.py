@@ -10,6 +10,13 @@ Precision: with ``dtype=auto`` on a CPU with native bf16 (or a bf16 GPU), both n
 logits. Every random draw (batches, latents, augmentations) comes from the task's own generator, whose state is
 checkpointed, so a resumed run repeats an uninterrupted one exactly.
 
+Under torchrun the two networks are not wrapped in DDP: D runs twice per backward (real and fake passes) and the
+R1 penalty differentiates twice, neither of which DDP's reducer allows. Each update instead averages its
+network's gradients over the ranks by hand (one flat all-reduce) before its optimizer steps, and rank 0's
+batch-norm statistics are broadcast after every iteration, so all ranks hold the same weights throughout. The
+real images are sharded like a DistributedSampler (one shuffle, the same on all ranks, each rank taking its
+slice of the global batch); latents and augmentations come from a generator seeded per rank.
+
 "Best" is judged by a cheap distribution distance computed at every evaluation: the sliced Wasserstein distance
 (Rabin et al. 2011; Karras et al. 2018 use it on image patches) between EMA samples and held-out images in pixel
 space, over fixed random directions. D and G losses say nothing about sample quality, and FID (``genchain eval
@@ -35,6 +42,7 @@ from genchain.fileio import atomic_write_text
 from genchain.models.gan import GAN, GANConfig, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from genchain.models.registry import create_model, get_entry
 from genchain.runtime import environment, seed_everything, select_device, select_precision
+from genchain.train import distributed
 from genchain.train.checkpoint import load_weights
 from genchain.train.engine import FitResult, TrainConfig, fit
 from genchain.train.image_data import ImageTensors, load_images, open_image_dataset, to_uint8, to_unit_range
@@ -184,9 +192,12 @@ class GANTask:
                  device: torch.device, run_dir: Path):
         self.model, self.recipe, self.settings, self.device = model, recipe, recipe.gan, device
         self.batch_size = recipe.train.batch_size
-        if len(train) < self.batch_size:
-            raise InputError(f"the train split has {len(train)} images, fewer than batch_size {self.batch_size}; "
-                             "lower batch_size")
+        place = distributed.world()
+        self.global_batch = self.batch_size * place.world_size
+        self.rank_part = distributed.local_slice(self.batch_size)
+        if len(train) < self.global_batch:
+            raise InputError(f"the train split has {len(train)} images, fewer than batch_size x processes "
+                             f"{self.global_batch}; lower batch_size")
         self.precision, self._autocast = _precision_context(device, recipe.train.dtype)
         self.memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
         model.to(device, memory_format=self.memory_format)
@@ -197,8 +208,13 @@ class GANTask:
         self.opt_g = torch.optim.Adam(model.generator.parameters(), lr=self.settings.lr_g, betas=betas, fused=fused)
         self.opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=self.settings.lr_d, betas=betas,
                                       fused=fused)
-        self.generator = torch.Generator().manual_seed(recipe.train.seed)  # batches, latents, augmentations
-        self.order = torch.randperm(len(train), generator=self.generator)
+        seed = recipe.train.seed
+        self.generator = torch.Generator().manual_seed(seed)  # batches, latents, augmentations
+        if place.enabled:  # the shuffle is shared by all ranks, the noise is each rank's own
+            self.shuffler, self.generator = self.generator, torch.Generator().manual_seed(seed + 10007 * place.rank)
+        else:
+            self.shuffler = self.generator
+        self.order = torch.randperm(len(train), generator=self.shuffler)
         self.position = 0
         self.iters_done = 0
         self.run_dir = run_dir
@@ -207,11 +223,11 @@ class GANTask:
     # -------------------------------------------------------------------------------- the engine's protocol
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Real images (B, C, H, W) in [-1, 1] and their labels (None when unconditional): epochs of a shuffle."""
-        if self.position + self.batch_size > len(self.order):  # drop the epoch's tail, reshuffle
-            self.order = torch.randperm(len(self.order), generator=self.generator)
+        if self.position + self.global_batch > len(self.order):  # drop the epoch's tail, reshuffle
+            self.order = torch.randperm(len(self.order), generator=self.shuffler)
             self.position = 0
-        index = self.order[self.position : self.position + self.batch_size].to(self.device)
-        self.position += self.batch_size
+        index = self.order[self.position : self.position + self.global_batch][self.rank_part].to(self.device)
+        self.position += self.global_batch
         images = to_unit_range(self.images[index]).contiguous(memory_format=self.memory_format)
         return images, None if self.labels is None else self.labels[index]
 
@@ -233,6 +249,7 @@ class GANTask:
             loss_d, penalty, real_logits, fake_logits = self._discriminator_losses(real, fake.detach(), labels)
             self.opt_d.zero_grad(set_to_none=True)
             (loss_d + penalty).backward()
+            distributed.average_gradients(d.parameters())
             self.opt_d.step()
         d.requires_grad_(False)  # G's update needs gradients through D, not for D's weights
         with self._autocast:
@@ -240,9 +257,11 @@ class GANTask:
         loss_g = generator_loss(s.loss, logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        distributed.average_gradients(g.parameters())
         self.opt_g.step()
         d.requires_grad_(True)
         self.model.update_ema(self.ema_decay(it))
+        distributed.broadcast_buffers(self.model)
         self.iters_done = it + 1
         point = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": real_logits.float().mean().item(),
                  "d_fake": fake_logits.float().mean().item()}
@@ -264,11 +283,14 @@ class GANTask:
         return {"swd": swd}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position,
-                "iters_done": self.iters_done, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        return {"generator": self.generator.get_state(), "shuffler": self.shuffler.get_state(), "order": self.order,
+                "position": self.position, "iters_done": self.iters_done, "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        if self.shuffler is not self.generator:
+            self.shuffler.set_state(state.get("shuffler", state["generator"]))
         self.order, self.position, self.iters_done = state["order"], state["position"], state["iters_done"]
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -329,6 +351,8 @@ class GANTask:
     def _write_grid(self) -> None:
         from genchain.generate.image import make_grid, save_png
 
+        if not distributed.is_main():  # rank 0 draws the grid
+            return
         images = to_uint8(self._generate(self._grid_z, self._grid_labels)).cpu()
         nrow = self.model.config.num_classes or None
         save_png(self.run_dir / "samples" / f"iter_{self.iters_done:06d}.png", make_grid(images, nrow=nrow))
@@ -397,6 +421,8 @@ def train_gan(data: str | Path, out: str | Path, config_path: str | Path | None 
               overrides: list[str] | None = None, resume: bool = False) -> FitResult:
     """Train (or resume) a GAN on an image dataset; everything lands in ``out``."""
     out = Path(out)
+    place = distributed.init()  # under torchrun: join the group first, as only rank 0 writes the run dir
+    resume = distributed.should_resume(resume, (out / rundir.STATE).is_file())
     dataset = open_image_dataset(data)
     # 1. resolve the config: the resumed run's, then the file, then the overrides; shape fields from the data
     saved: GANRecipe | None = None
@@ -417,33 +443,32 @@ def train_gan(data: str | Path, out: str | Path, config_path: str | Path | None 
     num_classes = len(dataset.label_names) if recipe.gan.conditional else 0
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, channels=train.channels,
                                                                    num_classes=num_classes))
-    if saved is not None and saved.model != recipe.model:
-        raise ConfigError("the model section differs from the run being resumed; "
-                          "only train settings (e.g. max_iters) may change on --resume")
-    if saved is not None and rundir.read_card(out).get("data", {}).get("manifest_sha256") != manifest_hash(data):
-        raise InputError(f"{data} is not the dataset the run being resumed was trained on")
+    if saved is not None:
+        rundir.check_resume(out, data, saved.model == recipe.model)
     run = rundir.prepare_new_run(out, resume)
 
     # 3. build the model (seeded: the weight init draws from the global generator), record the run, train
     seed_everything(recipe.train.seed)
     model = create_model(recipe.gan.model, **to_dict(recipe.model))
     assert isinstance(model, GAN)
-    atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
-    if not resume:
-        device = select_device(recipe.train.device)
-        rundir.write_card(run, {
-            "family": "gan", "model": recipe.gan.model, "task": "image-generation",
-            "params": model.num_params(), "loss": recipe.gan.loss,
-            "precision_scheme": _precision_context(device, recipe.train.dtype)[0] + " autocast",
-            "image_size": recipe.model.image_size, "channels": recipe.model.channels,
-            "num_classes": num_classes, "label_names": dataset.label_names if num_classes else None,
-            "data": {"dir": str(Path(data).resolve()), "manifest_sha256": manifest_hash(data),
-                     "train_split": "train", "eval_split": split, "train_images": len(train),
-                     "dataset_label_names": dataset.label_names,
-                     **rundir.data_provenance(dataset.manifest)},
-            "eval_metric": "swd: sliced Wasserstein distance of EMA samples to held-out images (pixels)",
-            "environment": environment(),
-        })
+    if place.is_main:  # rank 0 records the run
+        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
+        if not resume:
+            device = select_device(recipe.train.device)
+            rundir.write_card(run, {
+                "family": "gan", "model": recipe.gan.model, "task": "image-generation",
+                "params": model.num_params(), "loss": recipe.gan.loss,
+                "precision_scheme": _precision_context(device, recipe.train.dtype)[0] + " autocast",
+                "image_size": recipe.model.image_size, "channels": recipe.model.channels,
+                "num_classes": num_classes, "label_names": dataset.label_names if num_classes else None,
+                "data": {"dir": str(Path(data).resolve()), "manifest_sha256": manifest_hash(data),
+                         "train_split": "train", "eval_split": split, "train_images": len(train),
+                         "dataset_label_names": dataset.label_names,
+                         **rundir.data_provenance(dataset.manifest)},
+                "eval_metric": "swd: sliced Wasserstein distance of EMA samples to held-out images (pixels)",
+                "environment": environment(),
+            })
+    distributed.barrier()
 
     def task_factory(device: torch.device) -> GANTask:
         return GANTask(model, recipe, train, held_out, device, run)

@@ -3,6 +3,11 @@
 Batches are random windows of the token stream, as nanoGPT samples them, drawn with a generator whose
 state is checkpointed so ``--resume`` continues the exact sequence of batches. Validation loss is measured
 on a fixed set of windows (the same at every evaluation), so successive figures differ only by the model.
+
+Under torchrun every rank holds the same generator and draws the starts of the *global* batch (``batch_size``
+x world size), then reads only its slice: the ranks never read the same window of a step, and 2 processes x B
+see exactly the windows of 1 process x 2B. (Seeding each rank differently would not give that: two ranks could
+draw the same window.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from genchain.fileio import atomic_write_text, sha256_file
 from genchain.models.gpt import GPT, GPTConfig
 from genchain.models.registry import create_model
 from genchain.runtime import environment, seed_everything
+from genchain.train import distributed
 from genchain.train.checkpoint import load_weights
 from genchain.train.engine import FitResult, TrainConfig, fit
 
@@ -52,17 +58,21 @@ class LMTask:
         self.batch_size = batch_size
         self.eval_iters = eval_iters
         self.device = device
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # the same on every rank: see the module docstring
         self.eval_seed = seed + 1
+        self.world_size = distributed.world().world_size
+        self.rank_part = distributed.local_slice(batch_size)
 
-    def _windows(self, tokens: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = torch.randint(len(tokens) - self.seq_len - 1, (self.batch_size,), generator=generator).tolist()
+    def _windows(self, tokens: np.ndarray, generator: torch.Generator,
+                 part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(len(tokens) - self.seq_len - 1, (self.batch_size * self.world_size,),
+                               generator=generator)[part].tolist()
         window = torch.from_numpy(np.stack([tokens[s : s + self.seq_len + 1] for s in starts]).astype(np.int64))
         window = window.to(self.device, non_blocking=True)
         return window[:, :-1], window[:, 1:]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._windows(self.data.train, self.generator)
+        return self._windows(self.data.train, self.generator, self.rank_part)
 
     def items_per_batch(self) -> int:
         return self.batch_size * self.seq_len
@@ -71,8 +81,9 @@ class LMTask:
         return model.flops_per_token(self.seq_len)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        generator = torch.Generator().manual_seed(self.eval_seed)
-        losses = [model(*self._windows(self.data.val, generator)).loss.item() for _ in range(self.eval_iters)]
+        generator = torch.Generator().manual_seed(self.eval_seed)  # each rank scores its slice of the same windows
+        losses = [model(*self._windows(self.data.val, generator, self.rank_part)).loss.item()
+                  for _ in range(self.eval_iters)]
         return {"val_loss": float(np.mean(losses))}
 
     def state_dict(self) -> dict[str, Any]:
@@ -103,6 +114,8 @@ def train_gpt(
     """Train (or fine-tune from ``init``, or resume) a GPT on a token dataset; everything lands in ``out_dir``."""
     out_dir = Path(out_dir)
     data = TokenDataset.open(data_dir)
+    place = distributed.init()  # under torchrun: join the group first, as only rank 0 writes the run dir
+    resume = distributed.should_resume(resume, (out_dir / rundir.STATE).is_file())
     # 1. resolve the config: the resumed run's, or the init run's model, then the file, then the overrides
     saved: GPTRecipe | None = None
     base: dict[str, Any] = {}
@@ -131,19 +144,21 @@ def train_gpt(
     if init is not None and not resume:
         load_weights(model, Path(init) / rundir.BEST_WEIGHTS)
 
-    # 4. record the run, then train
-    atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
-    if not resume:
-        shutil.copyfile(data.directory / "tokenizer.json", run / rundir.TOKENIZER)
-        rundir.write_card(run, {
-            "family": "text", "model": "gpt", "task": "causal-lm",
-            "params": sum(p.numel() for p in model.parameters()),
-            "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
-                     "tokenizer": data.tokenizer.kind, "tokenizer_sha256": _tokenizer_hash(data),
-                     **rundir.data_provenance(data.manifest)},
-            "init": str(init) if init else None,
-            "environment": environment(),
-        })
+    # 4. record the run (rank 0), then train
+    if place.is_main:
+        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
+        if not resume:
+            shutil.copyfile(data.directory / "tokenizer.json", run / rundir.TOKENIZER)
+            rundir.write_card(run, {
+                "family": "text", "model": "gpt", "task": "causal-lm",
+                "params": sum(p.numel() for p in model.parameters()),
+                "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
+                         "tokenizer": data.tokenizer.kind, "tokenizer_sha256": _tokenizer_hash(data),
+                         **rundir.data_provenance(data.manifest)},
+                "init": str(init) if init else None,
+                "environment": environment(),
+            })
+    distributed.barrier()
 
     def task_factory(device: torch.device) -> LMTask:
         return LMTask(data, recipe.model.block_size, recipe.train.batch_size, recipe.train.eval_iters,

@@ -79,7 +79,8 @@ class Precision:
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
         if max_norm > 0:
-            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP: a sharded norm
         return 0.0
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -3,7 +3,9 @@ image-generator view of a finished run (``load_generator``).
 
 The whole dataset is decoded once into a uint8 tensor (:mod:`genchain.train.image_data`); batches walk a
 shuffled permutation epoch by epoch, and the sampler's state (generator, permutation, position) is checkpointed
-so ``--resume`` draws exactly the batches an uninterrupted run would. Evaluation scores the test split (or a
+so ``--resume`` draws exactly the batches an uninterrupted run would. Under torchrun every rank holds the same
+permutation and takes its slice of each global batch (``batch_size`` x world size), as a DistributedSampler
+would: no image is seen twice in an epoch. Evaluation scores the test split (or a
 validation split, or, when the dataset has neither, a held-out slice of train that is then left out of
 training) with fixed noise, so successive figures differ only by the model; it reports the true negative ELBO
 first (nats per image, what "best" is judged by), then its reconstruction and KL parts, and writes sample and
@@ -31,9 +33,11 @@ from genchain.fileio import atomic_path, atomic_write_text
 from genchain.models.registry import create_model, get_entry
 from genchain.models.vae import VAE, VAEConfig, importance_weighted_nll, variant_defaults
 from genchain.runtime import environment, seed_everything
+from genchain.train import distributed
 from genchain.train.checkpoint import load_weights
 from genchain.train.engine import FitResult, TrainConfig, fit
 from genchain.train.image_data import ImageTensors, load_images, open_image_dataset, to_uint8, to_unit_range
+from genchain.train.sampling import EpochSampler
 
 __all__ = ["VAERecipe", "VAESettings", "VAEGenerator", "importance_weighted_nll", "load_generator", "load_vae",
            "make_grid", "train_vae"]
@@ -145,12 +149,7 @@ class VAETask:
         self.device = device
         self.run_dir = run_dir
         self.seed = recipe.train.seed
-        if len(self.train) < self.batch_size:
-            raise InputError(f"the training split has {len(self.train)} images, fewer than batch_size = "
-                             f"{self.batch_size}; lower batch_size")
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.permutation = torch.randperm(len(self.train), generator=self.generator)
-        self.position = 0
+        self.sampler = EpochSampler(len(self.train), self.batch_size, self.seed, "images")
         self.batches = 0  # micro-batches drawn: iteration = batches // accumulation (KL warm-up, file names)
 
     def _labels(self, data: ImageTensors, index: torch.Tensor | slice) -> torch.Tensor | None:
@@ -164,11 +163,7 @@ class VAETask:
         return min(1.0, (self.batches // self.accumulation + 1) / warmup) if warmup else 1.0
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-        if self.position + self.batch_size > len(self.permutation):  # new epoch; the tail is dropped
-            self.permutation = torch.randperm(len(self.train), generator=self.generator)
-            self.position = 0
-        index = self.permutation[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
+        index = self.sampler.next_indices()
         weight = self.kl_weight()
         self.batches += 1
         images = to_unit_range(self.train.images[index].to(self.device, non_blocking=True))  # (B, C, H, W)
@@ -198,7 +193,7 @@ class VAETask:
 
     def _write_grids(self, model: nn.Module) -> None:
         count = min(self.settings.grid_images, len(self.eval_data))
-        if count == 0:
+        if count == 0 or not distributed.is_main():  # rank 0 draws the grids
             return
         assert isinstance(model, VAE)
         it = self.batches // self.accumulation
@@ -217,13 +212,10 @@ class VAETask:
         _save_png(make_grid(torch.cat(rows)), self.run_dir / SAMPLES_DIR / f"recon_{it:06d}.png")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "permutation": self.permutation, "position": self.position,
-                "batches": self.batches}
+        return {**self.sampler.state_dict(), "batches": self.batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.permutation = state["permutation"]
-        self.position = int(state["position"])
+        self.sampler.load_state_dict(state)
         self.batches = int(state["batches"])
 
 
@@ -261,6 +253,8 @@ def train_vae(
 ) -> FitResult:
     """Train (or resume) a VAE on an image dataset; checkpoints, metrics, samples and card land in ``out_dir``."""
     out_dir = Path(out_dir)
+    place = distributed.init()  # under torchrun: join the group first, as only rank 0 writes the run dir
+    resume = distributed.should_resume(resume, (out_dir / rundir.STATE).is_file())
     # 1. resolve the config: the resumed run's, then the file, then the overrides
     saved: VAERecipe | None = None
     base: dict[str, Any] = {}
@@ -286,30 +280,28 @@ def train_vae(
 
     # 3. check everything that can be checked before anything is written
     if saved is not None:
-        if saved.model != recipe.model or saved.vae.model != recipe.vae.model:
-            raise ConfigError("the model differs from the run being resumed; only train settings "
-                              "(e.g. max_iters) may change on --resume")
-        if rundir.read_card(out_dir).get("data", {}).get("manifest_sha256") != manifest_hash(data_dir):
-            raise InputError(f"{data_dir} is not the dataset the run being resumed was trained on")
+        rundir.check_resume(out_dir, data_dir, saved.model == recipe.model and saved.vae.model == recipe.vae.model)
     run = rundir.prepare_new_run(out_dir, resume)
 
-    # 4. record the run, then train
-    atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
-    if not resume:
-        manifest = open_image_dataset(data_dir).manifest
-        rundir.write_card(run, {
-            "family": "vae", "model": recipe.vae.model, "task": "image-generation",
-            "params": sum(p.numel() for p in model.parameters()),
-            "image_size": recipe.model.image_size, "channels": recipe.model.channels,
-            "latent_dim": recipe.model.latent_dim, "num_classes": num_classes or None,
-            "label_names": data.train.label_names, "decoder": recipe.model.decoder,
-            "likelihood": _likelihood_note(recipe.model),
-            "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
-                     "eval_split": data.eval_split, "train_images": len(data.train),
-                     "eval_images": len(data.eval),
-                     **rundir.data_provenance(manifest)},
-            "environment": environment(),
-        })
+    # 4. record the run (rank 0), then train
+    if place.is_main:
+        atomic_write_text(run / rundir.CONFIG, dump_yaml(recipe))
+        if not resume:
+            manifest = open_image_dataset(data_dir).manifest
+            rundir.write_card(run, {
+                "family": "vae", "model": recipe.vae.model, "task": "image-generation",
+                "params": sum(p.numel() for p in model.parameters()),
+                "image_size": recipe.model.image_size, "channels": recipe.model.channels,
+                "latent_dim": recipe.model.latent_dim, "num_classes": num_classes or None,
+                "label_names": data.train.label_names, "decoder": recipe.model.decoder,
+                "likelihood": _likelihood_note(recipe.model),
+                "data": {"dir": str(Path(data_dir).resolve()), "manifest_sha256": manifest_hash(data_dir),
+                         "eval_split": data.eval_split, "train_images": len(data.train),
+                         "eval_images": len(data.eval),
+                         **rundir.data_provenance(manifest)},
+                "environment": environment(),
+            })
+    distributed.barrier()
 
     def task_factory(device: torch.device) -> VAETask:
         return VAETask(data, recipe, device, run)
