@@ -67,7 +67,9 @@ def test_proof_files_verify_offline_and_forgeries_fail(setup, capsys):
     path.write_text(json.dumps(forged))
     code, _, err = run(capsys, "ledger", "verify-proof", str(path), "--public-key", operator)
     assert code == 2 and "entry text was altered" in err
-    forged = dict(proof, proof=[proof["proof"][0][:-2] + "00"] + proof["proof"][1:])
+    first = proof["proof"][0]
+    flipped = first[:-2] + ("00" if first[-2:] != "00" else "ff")  # a real change whatever the last byte was
+    forged = dict(proof, proof=[flipped] + proof["proof"][1:])
     path.write_text(json.dumps(forged))
     assert run(capsys, "ledger", "verify-proof", str(path), "--public-key", operator)[0] == 2
     path.write_text(json.dumps(proof))
