@@ -17,7 +17,6 @@ transaction; SQLite runs in WAL mode with ``synchronous=FULL`` and foreign keys 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    event,
     func,
     insert,
     select,
@@ -50,6 +48,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from genchain.errors import InputError
 from genchain.eval.samples_file import generator_name, read_sample_records
 from genchain.provenance.keys import genchain_home
+from genchain.sqlite_setup import WRITE_OPTION, configure_sqlite
 
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -311,7 +310,7 @@ class RatingStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._errors(), self._engine.connect() as conn:
-            conn = conn.execution_options(ratings_write=True)
+            conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 
@@ -348,7 +347,7 @@ def open_engine(location: str | Path | None) -> tuple[Engine, str]:
     except (ArgumentError, NoSuchModuleError, ImportError) as err:
         raise InputError(f"cannot open ratings store {name}: {err}; {hint} (PostgreSQL needs psycopg)") from None
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        configure_sqlite(engine, foreign_keys=True)
     return engine, name
 
 
@@ -363,19 +362,3 @@ def _check_sqlite_file(path: Path) -> None:
             raise InputError(f"{path} is not a SQLite database; check the --db path")
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # A writer takes the lock up front, so a rater and the web page writing at once queue instead of failing.
-        write = connection.get_execution_options().get("ratings_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -155,7 +155,7 @@ class TextGenerator:
                     finished[i] = True
             if all(finished):
                 break
-        return [_cut_at_stop(self.tokenizer.decode(ids), cfg.stop) for ids in generated]
+        return [cut_at_stop(self.tokenizer.decode(ids), cfg.stop) for ids in generated]
 
     def stream(self, prompt: str, cfg: SamplingConfig = SamplingConfig()) -> Iterator[str]:
         """Text of one continuation, piece by piece as tokens are sampled.
@@ -172,7 +172,7 @@ class TextGenerator:
                 break
             ids.append(token)
             text = self.tokenizer.decode(ids)
-            cut = _cut_at_stop(text, cfg.stop)
+            cut = cut_at_stop(text, cfg.stop)
             if len(cut) < len(text):
                 yield cut[emitted:]
                 return
@@ -182,12 +182,13 @@ class TextGenerator:
             if ready > emitted:
                 yield text[emitted:ready]
                 emitted = ready
-        text = _cut_at_stop(self.tokenizer.decode(ids), cfg.stop)
+        text = cut_at_stop(self.tokenizer.decode(ids), cfg.stop)
         if len(text) > emitted:
             yield text[emitted:]
 
 
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` up to the earliest of the stop strings (all of it when none occurs)."""
     cut = len(text)
     for stop in stops:
         index = text.find(stop)

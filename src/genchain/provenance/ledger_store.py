@@ -17,7 +17,6 @@ two processes appending at once are serialised and never compute a tree from a s
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +36,6 @@ from sqlalchemy import (
     Text,
     and_,
     create_engine,
-    event,
     func,
     inspect,
     or_,
@@ -49,6 +47,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from genchain.errors import ProvenanceError
 from genchain.provenance.keys import genchain_home
 from genchain.provenance.merkle import SignedTreeHead
+from genchain.sqlite_setup import WRITE_OPTION, configure_sqlite
 
 FORMAT = "genchain-ledger/1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -106,7 +105,7 @@ def open_engine(location: str | Path | None) -> tuple[Engine, str]:
         raise ProvenanceError(f"cannot open ledger {name}: {err}; use a path, sqlite:///PATH or "
                               "postgresql://USER@HOST/DB (with psycopg installed)") from None
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        configure_sqlite(engine)
     elif engine.dialect.name != "postgresql":
         raise ProvenanceError(f"ledger {name}: {engine.dialect.name} is not supported; use SQLite or PostgreSQL")
     return engine, name
@@ -127,23 +126,6 @@ def _check_sqlite_file(path: Path) -> None:
         raise ProvenanceError(f"{path} is not a ledger (not a SQLite database); check the --ledger path")
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below), for reads too
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock now: the size we read is still the size when we insert.
-        write = connection.get_execution_options().get("ledger_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 @contextmanager
 def database_errors(name: str) -> Iterator[None]:
     """Turn driver errors (a damaged file, a lost server) into a ProvenanceError naming the ledger."""
@@ -160,7 +142,7 @@ def database_errors(name: str) -> Iterator[None]:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction holding the ledger's write lock; committed on success, rolled back on any error."""
     with engine.connect() as conn:
-        conn = conn.execution_options(ledger_write=True)
+        conn = conn.execution_options(**{WRITE_OPTION: True})
         with conn.begin():
             if engine.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"LOCK TABLE {entries.name} IN EXCLUSIVE MODE")

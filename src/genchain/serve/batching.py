@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn import functional as F
 
+from genchain.generate.text import cut_at_stop
+
 if TYPE_CHECKING:
     from genchain.generate.text import TextGenerator
     from genchain.provenance.watermark_text import TextWatermark
@@ -334,7 +336,7 @@ class BatchScheduler:
         row.generated.append(token)
         row.pending = [token]
         text = self.tokenizer.decode(row.generated)
-        cut = _cut_at_stop(text, request.stop)
+        cut = cut_at_stop(text, request.stop)
         if len(cut) < len(text):
             row.final_text = cut
             return "stop"
@@ -349,7 +351,7 @@ class BatchScheduler:
     def _finish(self, row: _Row, reason: str) -> None:
         text = row.final_text
         if text is None:
-            text = _cut_at_stop(self.tokenizer.decode(row.generated), row.request.stop)
+            text = cut_at_stop(self.tokenizer.decode(row.generated), row.request.stop)
         if len(text) > row.emitted:
             row.request.emit({"type": "delta", "index": row.index, "text": text[row.emitted:]})
         row.request.emit({"type": "done", "index": row.index, "text": text, "finish_reason": reason,
@@ -367,12 +369,3 @@ class BatchScheduler:
             self.v[:, slot] = self.v[:, last]
             self._rows[slot] = self._rows[last]
         self._rows.pop()
-
-
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    cut = len(text)
-    for stop in stops:
-        index = text.find(stop)
-        if index != -1:
-            cut = min(cut, index)
-    return text[:cut]

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from genchain.eval.human_store import RatingStore, RowId, open_engine
+from genchain.sqlite_setup import WRITE_OPTION
 
 metadata = MetaData()
 api_keys = Table("api_keys", metadata,
@@ -114,7 +115,7 @@ class Store:
         self.ratings.close()
 
     def _write(self):
-        conn = self.engine.connect().execution_options(ratings_write=True)  # BEGIN IMMEDIATE on SQLite
+        conn = self.engine.connect().execution_options(**{WRITE_OPTION: True})  # BEGIN IMMEDIATE on SQLite
         return conn
 
     def _run(self, statement: Any) -> Any:
