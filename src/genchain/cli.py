@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
 
     add_watermark_commands(groups, command)
+    from genchain.cli_copy import add_copy_command
+
+    add_copy_command(groups, command)
     from genchain.cli_provenance import add_provenance_commands
 
     add_provenance_commands(groups, command)
