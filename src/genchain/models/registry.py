@@ -53,6 +53,15 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def get_family_entry(name: str, family: str, command: str) -> ModelEntry:
+    """The entry of ``name``, which must be a ``family`` model; the error lists the family's registered names."""
+    entry = get_entry(name)
+    if entry.family != family:
+        known = ", ".join(e.name for e in list_models(family))
+        raise ConfigError(f"model {name!r} is a {entry.family!r} model; `{command}` takes one of: {known}")
+    return entry
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build the model registered as ``name`` with config fields ``kwargs``."""
     entry = get_entry(name)

@@ -31,7 +31,7 @@ from genchain.data.tokenize import load_tokenizer, save_tokenizer
 from genchain.errors import ConfigError, InputError
 from genchain.eval.text_vae import score_sentences
 from genchain.fileio import atomic_write_json, atomic_write_text
-from genchain.models.registry import create_model, get_entry
+from genchain.models.registry import create_model, get_family_entry
 from genchain.models.text_vae import TextVAE, TextVAEConfig, variant_defaults
 from genchain.runtime import environment, seed_everything
 from genchain.train import distributed
@@ -171,11 +171,7 @@ def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> TextVAERecipe:
     """The recipe with the chosen variant's defaults (``model=text-vae-tiny``) under the file and the overrides."""
     first = load_recipe(TextVAERecipe, config_file, overrides, base=base)
-    name = first.vae.model
-    entry = get_entry(name)
-    if entry.family != FAMILY:
-        raise ConfigError(f"model {name!r} is a {entry.family!r} model; `train text-vae` takes one of: "
-                          "text-vae, text-vae-transformer, text-lm-gru (and their -tiny variants)")
+    name = get_family_entry(first.vae.model, FAMILY, "train text-vae").name
     return load_recipe(TextVAERecipe, config_file, overrides,
                        base=merge({"model": variant_defaults(name)}, base or {}))
 

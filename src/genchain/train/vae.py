@@ -30,7 +30,7 @@ from genchain.config import dump_yaml, load_recipe, merge, to_dict
 from genchain.data.manifest import manifest_hash
 from genchain.errors import ConfigError, InputError
 from genchain.fileio import atomic_path, atomic_write_text
-from genchain.models.registry import create_model, get_entry
+from genchain.models.registry import create_model, get_family_entry
 from genchain.models.vae import VAE, VAEConfig, importance_weighted_nll, variant_defaults
 from genchain.runtime import environment, seed_everything
 from genchain.train import distributed
@@ -226,11 +226,7 @@ def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> VAERecipe:
     """The recipe with the chosen variant's defaults (``model=vae-tiny``) under the file and the overrides."""
     first = load_recipe(VAERecipe, config_file, overrides, base=base)
-    name = first.vae.model
-    entry = get_entry(name)
-    if entry.family != "vae":
-        raise ConfigError(f"model {name!r} is a {entry.family!r} model; `train vae` takes one of: vae, vae-tiny, "
-                          "vae-mlp-examples")
+    name = get_family_entry(first.vae.model, "vae", "train vae").name
     return load_recipe(VAERecipe, config_file, overrides, base=merge({"model": variant_defaults(name)}, base or {}))
 
 
