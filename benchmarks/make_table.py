@@ -90,6 +90,7 @@ def rows() -> list[str]:
                    f"lower | lower than the peer | {'yes' if r['met'] else 'no'} |")
     out += _governance_rows()
     out += _evaluation_scale_serving_rows()
+    out += _application_rows()
     return out
 
 
@@ -180,6 +181,61 @@ def _evaluation_scale_serving_rows() -> list[str]:
                    f"same server, batching off: {off['tokens_per_s']:,.0f} tok/s, TTFT {off['ttft_p50_s']:.2f}/"
                    f"{off['ttft_p99_s']:.2f} s | {r['tokens_per_s_ratio']:.1f}x | >= 6x, 0 failed, 0 lost | "
                    f"{'yes' if met else 'no'} |")
+    return out
+
+
+def _application_rows() -> list[str]:
+    """Rows 21-24: issue 6 (copywriting, music, speech, video)."""
+    out = []
+    if r := load("copywriting"):
+        m, t, n = r["metrics"], r["time_to_8_candidates_s"], r["heldout_briefs"]
+        cells = "; ".join(f"{lang}: coverage {m['after'][lang]['keyword_coverage']:.2f}, distinct-2 "
+                          f"{m['after'][lang]['distinct_2']:.2f}, relevance {m['after'][lang]['relevance']:.2f}, "
+                          f"pass {m['after'][lang]['pass_rate']:.2f}" for lang in ("en", "zh"))
+        base = "; ".join(f"{lang}: {b['keyword_coverage']:.2f}, {b['distinct_2']:.2f}, {b['relevance']:.2f}, "
+                         f"{b['pass_rate']:.2f}" for lang, b in ((lang, m["before"][lang]) for lang in ("en", "zh")))
+        out.append(f"| 21. copywriting, SmolLM2-135M-Instruct + LoRA r=8 ({r['lora_training']['iters']} steps on our "
+                   f"156-example corpus), {n['en']} + {n['zh']} held-out briefs (en + zh), 8 candidates each: "
+                   f"keyword coverage, distinct-2, MiniLM relevance, filter pass rate; time to 8 candidates | "
+                   f"{cells}; {t['median']:.1f} s | same model without the adapter: {base} | "
+                   f"coverage {m['after_over_before']['en']['keyword_coverage']:.2f}x en, "
+                   f"{m['after_over_before']['zh']['keyword_coverage']:.2f}x zh | <= 10 s to 8 candidates | "
+                   f"{'yes' if t['met'] else 'no'} |")
+    if r := load("music"):
+        m, ratios = r["metrics"], r["ratios"]
+        met = max(ratios["pitch_class_tv_model_vs_markov"], ratios["duration_tv_model_vs_markov"]) < 1
+        out.append(f"| 22. music GPT on Bach chorales, {r['cpu_seconds'] / 60:g} CPU minutes, {r['num']} pieces of "
+                   f"{r['bars']} bars vs {r['heldout_pieces']} held-out chorales: pitch-class / duration histogram "
+                   f"distance (TV), in-key share | {m['model']['pitch_class_tv']:.3f} / "
+                   f"{m['model']['duration_tv']:.3f}, {m['model']['in_key']:.2f} in key (floor, held-out vs train: "
+                   f"{m['heldout_vs_train']['pitch_class_tv']:.3f} / {m['heldout_vs_train']['duration_tv']:.3f}) | "
+                   f"random notes {m['random']['pitch_class_tv']:.3f} / {m['random']['duration_tv']:.3f}; first-order "
+                   f"Markov {m['markov']['pitch_class_tv']:.3f} / {m['markov']['duration_tv']:.3f} | "
+                   f"{ratios['pitch_class_tv_model_vs_random']:.2f}x / {ratios['duration_tv_model_vs_random']:.2f}x "
+                   f"random; {ratios['pitch_class_tv_model_vs_markov']:.2f}x / "
+                   f"{ratios['duration_tv_model_vs_markov']:.2f}x Markov | closer than both baselines | "
+                   f"{'yes' if met else 'no'} |")
+    if r := load("speech"):
+        acc, ratios = r["accuracy"], r["ratios"]
+        out.append(f"| 23. speech VAE on speech-digits, {r['cpu_seconds'] / 60:g} CPU minutes: accuracy of a digit "
+                   f"classifier (trained on the training clips) on generated digits, after Griffin-Lim | "
+                   f"{acc['generated']:.2f} ({r['clips']['generated']} clips); held-out real "
+                   f"{acc['held_out']:.2f}, after Griffin-Lim {acc['held_out_griffin_lim']:.2f} | "
+                   f"class-mean spectrogram {acc['baseline_class_mean']:.2f}; noise {acc['baseline_noise']:.2f} | "
+                   f"{ratios['generated_vs_class_mean_baseline']:.1f}x class mean | >= 0.9 and above both baselines | "
+                   f"{'yes' if acc['generated'] >= 0.9 and acc['generated'] > acc['baseline_class_mean'] else 'no'} |")
+    if r := load("video"):
+        t, fid = r["temporal"], r["frame_fid"]
+        out.append(f"| 24. video VAE on Moving Fashion-MNIST ({r['image_size']} px, {r['frames']} frames), "
+                   f"{r['cpu_seconds_budget'] / 60:g} CPU minutes: frame FID (real floor); consecutive-frame L1, "
+                   f"flicker | FID {fid['generated']:.1f} (floor {fid['real_train_vs_test']:.2f}); L1 "
+                   f"{t['generated']['l1']:.3f}, flicker {t['generated']['flicker']:.3f}; "
+                   f"{r['generation_frames_per_s']:,.0f} frames/s | shuffled real frames: L1 "
+                   f"{t['shuffled_real']['l1']:.3f}, flicker {t['shuffled_real']['flicker']:.3f}; independent "
+                   f"generated frames L1 {t['independent_generated']['l1']:.3f}; real clips L1 "
+                   f"{t['real']['l1']:.3f} | "
+                   f"L1 {r['ratios']['l1_model_over_shuffled_real']:.2f}x shuffled | smoother than shuffled "
+                   f"frames | {'yes' if r['ratios']['l1_model_over_shuffled_real'] < 1 else 'no'} |")
     return out
 
 

@@ -14,7 +14,8 @@ SCRIPTS = ["bench_train_throughput.py", "bench_time_to_loss.py", "bench_generate
            "bench_pii.py", "bench_near_dedup.py", "bench_vae.py", "bench_gan_throughput.py",
            "bench_gan_quality.py", "bench_ledger.py", "bench_tamper.py", "bench_watermark_text.py",
            "bench_watermark_image.py", "bench_text_vae.py", "bench_novelty.py", "bench_scaling.py",
-           "bench_serve_load.py", "make_table.py"]
+           "bench_serve_load.py", "bench_copywriting.py", "bench_music.py", "bench_speech.py", "bench_video.py",
+           "make_table.py"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

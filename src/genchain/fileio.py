@@ -63,6 +63,14 @@ def atomic_write_json(target: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def print_report(report: dict[str, Any], output: str | os.PathLike | None = None) -> None:
+    """Print an `eval` command's JSON report, and write it to ``output`` too when given (the same text)."""
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if output:
+        atomic_write_text(output, text + "\n")
+    print(text)
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

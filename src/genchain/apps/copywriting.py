@@ -116,6 +116,8 @@ def rejection(text: str, brief: Brief, safety=None, prompt: str = "") -> str | N
         return "broken character"
     if prompt and text in prompt:
         return "echoes the prompt"
+    if copied := _copied_instruction(text, brief.lang):
+        return f"copies the instructions ({copied!r})"
     lowered = text.lower()
     for word in brief.banned:
         if word.lower() in lowered:
@@ -123,6 +125,22 @@ def rejection(text: str, brief: Brief, safety=None, prompt: str = "") -> str | N
     if safety is not None and safety.check_output(text).withheld:
         return "safety filter"
     return None
+
+
+# The fixed parts of build_prompt's messages that copy never contains: the system sentences and the field labels.
+# A small model sometimes answers with them ("你是一名专业的中文广告文案撰稿人…", "Key features: ..."); the
+# brief's own words (product, features) are not here, since good copy repeats those.
+_INSTRUCTION_PARTS = {
+    "en": ("You are an expert advertising copywriter", "Reply with the copy only", "no explanations",
+           "Key features:", "Tone:", "Audience:", "Do not use these words"),
+    "zh": ("你是一名专业的中文广告文案撰稿人", "只输出文案本身", "不要解释", "卖点：", "语气：", "目标受众：",
+           "不要使用这些词"),
+}
+
+
+def _copied_instruction(text: str, lang: str) -> str | None:
+    lowered = text.lower()
+    return next((part for part in _INSTRUCTION_PARTS[lang] if part.lower() in lowered), None)
 
 
 # ------------------------------------------------------------------------------------------------ ranking

@@ -549,3 +549,55 @@ def _write_speech_real(out: Path) -> str:
         (out / category).mkdir(exist_ok=True)
         shutil.copyfile(path, out / category / path.name)
     return f"{_debian_package('asterisk-core-sounds-en-wav')} ({ASTERISK_SOUNDS_DIR})"
+
+
+# ------------------------------------------------------------------------------------------------ video
+MOVING_DEFAULTS = {"num_train": 1000, "num_test": 200, "frames": 20, "size": 64, "seed": 0}
+
+
+def _moving_missing() -> str | None:
+    if _fashion_mnist_missing() is None:
+        return None
+    digits = _module_missing("sklearn", "scikit-learn")
+    return None if digits is None else f"{_fashion_mnist_missing()} and, for the fallback, {digits}"
+
+
+def moving_glyphs() -> tuple[tuple[Any, Any], tuple[Any, Any], list[str], str]:
+    """The images that Moving Fashion-MNIST moves: Fashion-MNIST's train and test garments, or, without the Debian
+    package, scikit-learn's 8x8 digits scaled to 28x28 (every sixth of a class for test). Returns (train, test,
+    class names, origin), each split an (images (M, 28, 28) uint8, labels (M,)) pair."""
+    import numpy as np
+
+    if _fashion_mnist_missing() is None:
+        from genchain.data.ingest_image import _read_idx
+
+        splits = [(_read_idx(FASHION_MNIST_DIR / f"{p}-images-idx3-ubyte.gz", 3),
+                   _read_idx(FASHION_MNIST_DIR / f"{p}-labels-idx1-ubyte.gz", 1)) for p in ("train", "t10k")]
+        return splits[0], splits[1], list(FASHION_MNIST_CLASSES), f"{_debian_package('dataset-fashion-mnist')}"
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.stack([np.asarray(Image.fromarray(np.rint(d * (255 / 16)).astype(np.uint8)).resize(
+        (28, 28), Image.Resampling.BILINEAR)) for d in digits.images])
+    test = (np.arange(len(images)) % 6) == 5
+    return ((images[~test], digits.target[~test]), (images[test], digits.target[test]), [str(d) for d in range(10)],
+            f"scikit-learn {metadata.version('scikit-learn')} digits (fallback: dataset-fashion-mnist is absent)")
+
+
+@_register("moving-fashion-mnist", "video", "two Fashion-MNIST garments bouncing in 64x64 frames (Srivastava et "
+           "al. 2015 recipe), 1,000 train + 200 test clips of 20 frames, seeded (uint8 .npy)",
+           "MIT (Zalando Research), synthesised by genchain", "apt-get install --no-install-recommends "
+           "dataset-fashion-mnist", _moving_missing)
+def _write_moving_fashion_mnist(out: Path, **options: int) -> str:
+    """RAW_DIR/train.npy, test.npy (uint8 (N, T, 64, 64)) and sequences.json; options: num_train, num_test,
+    frames, size, seed (see :data:`MOVING_DEFAULTS`)."""
+    from genchain.data.moving_fashion import write_moving_dataset
+
+    unknown = sorted(set(options) - set(MOVING_DEFAULTS))
+    if unknown:
+        raise InputError(f"moving-fashion-mnist takes {', '.join(MOVING_DEFAULTS)}; not {', '.join(unknown)}")
+    settings = {**MOVING_DEFAULTS, **options}
+    train, test, names, origin = moving_glyphs()
+    write_moving_dataset(out, train, test, names, **settings)
+    return f"synthesised from {origin} with seed {settings['seed']}"

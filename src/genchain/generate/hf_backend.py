@@ -1,18 +1,23 @@
-"""Text backends for the apps: a local ``transformers`` causal LM, or one of our GPT run dirs.
+"""Text backends for the apps: a local ``transformers`` causal LM, one of our GPT run dirs, or a LoRA run.
 
-Both answer the same question -- N sampled continuations of a prompt, each with its mean per-token
-log-likelihood -- so the apps can rank candidates without knowing which model wrote them.
+All answer the same question -- N sampled continuations of a prompt, each with its mean per-token
+log-likelihood -- so the apps can rank candidates without knowing which model wrote them. A LoRA run
+(``genchain train gpt --init BASE --lora ...``) loads as its base with the adapter merged in, so it samples as
+fast as the base itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from genchain.errors import InputError
-from genchain.generate.text import SamplingConfig, TextGenerator
+from genchain.fileio import sha256_file
+from genchain.generate.text import SamplingConfig, TextGenerator, sample_next
 
 
 @dataclass(frozen=True)
@@ -33,19 +38,14 @@ class HFBackend:
         self.context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
 
     @classmethod
-    def from_dir(cls, path: str | Path, gguf_file: str | None = None) -> HFBackend:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = Path(path)
-        if not path.is_dir():
-            raise InputError(f"backend {path} is not a directory; give a run dir, a transformers model dir or smollm2")
-        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot load a causal LM from {path} ({err}); give a transformers model dir") from err
+    def from_dir(cls, path: str | Path) -> HFBackend:
+        model, tokenizer = load_hf_dir(path)
         return cls(model, tokenizer, str(path))
+
+    @classmethod
+    def from_lora_run(cls, run_dir: str | Path) -> HFBackend:
+        model, tokenizer = load_lora_run(run_dir)
+        return cls(model, tokenizer, str(run_dir))
 
     def render(self, system: str, user: str) -> str:
         """The chat template when the tokenizer has one (instruct models need it), else plain text."""
@@ -113,8 +113,114 @@ class GPTBackend:
         return result
 
 
+def load_hf_dir(path: str | Path):
+    """(model in fp32, tokenizer) from a transformers directory, with an error a person can act on."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"backend {path} is not a directory; give a run dir, a transformers model dir or smollm2")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load a causal LM from {path} ({err}); give a transformers model dir") from err
+    return model, tokenizer
+
+
+def load_base(spec: str) -> tuple[Any, Any, dict[str, str]]:
+    """(model, tokenizer, record) of a pretrained base: ``smollm2`` or a transformers dir. The record is what a
+    LoRA run stores to find and check its base again (for a directory: its path and the weights' sha256)."""
+    if spec == "smollm2":
+        from genchain.generate.smollm2 import smollm2_model_dir, smollm2_record
+
+        model, tokenizer = load_hf_dir(smollm2_model_dir())
+        return model, tokenizer, smollm2_record()
+    model, tokenizer = load_hf_dir(spec)
+    weights = sorted(Path(spec).glob("*.safetensors")) or sorted(Path(spec).glob("*.bin"))
+    return model, tokenizer, {"kind": "hf_dir", "path": str(Path(spec).resolve()),
+                              "weights_sha256": sha256_file(weights[0]) if weights else ""}
+
+
+def load_lora_run(run_dir: str | Path):
+    """(model with the adapter merged in, tokenizer) of a LoRA run: its ``merged/`` dir when it has one, else the
+    recorded base (checked to be the same weights) plus ``adapter/``."""
+    from genchain import rundir
+    from genchain.train.lora import FAMILY, MERGED, load_adapter
+
+    card = rundir.require_family(run_dir, FAMILY)
+    if card.get("merged") and (Path(run_dir) / MERGED / "config.json").is_file():
+        return load_hf_dir(Path(run_dir) / MERGED)
+    base = card.get("base", {})
+    model, tokenizer, record = load_base(base.get("spec", ""))
+    stored = {k: v for k, v in base.items() if k.endswith("sha256")}
+    if any(record.get(k) != v for k, v in stored.items()):
+        raise InputError(f"the base {base.get('spec')} has changed since {run_dir} was trained on it (sha256 "
+                         "differs); restore that base or train the adapter again")
+    return load_adapter(model, run_dir).merge_and_unload(), tokenizer
+
+
+class HFTextGenerator(TextGenerator):
+    """``genchain generate text`` over a transformers model (a LoRA run): :class:`TextGenerator`'s sampling,
+    stop strings, streaming and watermark, with the model's own KV cache underneath."""
+
+    def __init__(self, model, tokenizer):  # noqa: D107  (TextGenerator's init expects one of our GPTs)
+        self.model = model.eval()
+        self.tokenizer = _TokenizerView(tokenizer)
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        ids = self.tokenizer.encode(prompt or (self.tokenizer.hf.bos_token or "\n")).tolist()
+        if len(ids) >= self.context:
+            raise InputError(f"the prompt is {len(ids)} tokens but the model's context is {self.context}; "
+                             "shorten it")
+        return ids
+
+    @torch.inference_mode()
+    def generate_ids(self, prompt_ids: list[int], num: int, cfg: SamplingConfig) -> Iterator[torch.Tensor]:
+        """Yield the next token of each of ``num`` sequences until ``max_new_tokens`` or the context is full."""
+        generator = torch.Generator().manual_seed(cfg.seed if cfg.seed is not None else int(torch.seed() % 2**63))
+        context = torch.tensor([prompt_ids] * num, dtype=torch.long)
+        out = self.model(input_ids=context, use_cache=True)
+        for _ in range(min(cfg.max_new_tokens, self.context - len(prompt_ids))):
+            logits = out.logits[:, -1, :].float()
+            if cfg.watermark is not None:
+                logits = cfg.watermark.apply(logits, context[:, -1])
+            token = sample_next(logits, cfg, context if cfg.repetition_penalty != 1.0 else None, generator)
+            yield token
+            context = torch.cat([context, token[:, None]], dim=1)
+            out = self.model(input_ids=token[:, None], past_key_values=out.past_key_values, use_cache=True)
+
+
+class _TokenizerView:
+    """The three things :class:`TextGenerator` asks of our tokenizers, answered by a transformers one."""
+
+    def __init__(self, hf):
+        self.hf = hf
+        self.eos_id = hf.eos_token_id
+        self.vocab_size = len(hf)
+
+    def encode(self, text: str) -> torch.Tensor:
+        return torch.tensor(self.hf(text, add_special_tokens=False).input_ids, dtype=torch.long)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf.decode(ids, skip_special_tokens=True)
+
+
+def load_text_generator(run_dir: str | Path, device: str = "auto", dtype: str = "auto") -> TextGenerator:
+    """The generator ``genchain generate text --run`` needs: our GPT's, or a LoRA run's (on the CPU in fp32)."""
+    from genchain import rundir
+    from genchain.train.lora import FAMILY
+
+    if rundir.read_card(run_dir).get("family") == FAMILY:
+        return HFTextGenerator(*load_lora_run(run_dir))
+    return TextGenerator.from_run(run_dir, device=device, dtype=dtype)
+
+
 def load_backend(spec: str) -> HFBackend | GPTBackend:
-    """``smollm2``, a GPT run dir (has our ``card.json``) or a transformers model dir."""
+    """``smollm2``, a GPT run dir or LoRA run dir (has our ``card.json``) or a transformers model dir."""
     if spec == "smollm2":
         from genchain.generate.smollm2 import load_smollm2
 
@@ -125,5 +231,9 @@ def load_backend(spec: str) -> HFBackend | GPTBackend:
     from genchain import rundir
 
     if (path / rundir.CARD).is_file():  # a genchain run; HF dirs also have a tokenizer.json
+        from genchain.train.lora import FAMILY
+
+        if rundir.read_card(path).get("family") == FAMILY:
+            return HFBackend.from_lora_run(path)
         return GPTBackend(path)
     return HFBackend.from_dir(path)

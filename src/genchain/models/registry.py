@@ -75,5 +75,8 @@ def _import_families() -> None:
     """Import the modules that register models, so the registry is complete whatever was imported first."""
     import genchain.models.gan  # noqa: F401
     import genchain.models.gpt  # noqa: F401
+    import genchain.models.music  # noqa: F401
+    import genchain.models.speech  # noqa: F401
     import genchain.models.text_vae  # noqa: F401
     import genchain.models.vae  # noqa: F401
+    import genchain.models.video  # noqa: F401
