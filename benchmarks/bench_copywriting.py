@@ -16,7 +16,8 @@ budget. Per language it reports:
 
 Then the time to 8 candidates (sample + filter + embed + rank, warm model, 2 threads), median over three
 English slogan briefs, taken under the benchmark lock (``/tmp/bench/bench.lock``) so no other timed benchmark
-runs beside it.
+runs beside it. The script takes that lock itself: do not wrap it in ``flock`` (the lock is per open file, so
+the inner request would wait for the outer one forever).
 
     python benchmarks/bench_copywriting.py                 # full run (~30 min on 2 shared cores)
     python benchmarks/bench_copywriting.py --quick         # a smoke run: 2 briefs a language, 2 steps; not written
