@@ -163,7 +163,9 @@ def test_generate_streams_then_provenance_and_rating_reach_the_store(page, serve
     growth = page.evaluate("window.__growth")
     lengths = [n for _, n in growth]
     assert lengths == sorted(lengths) and lengths[-1] == len(text) > 0
-    assert len({n for n in lengths if 0 < n < len(text)}) >= 3, f"the text did not grow while streaming: {growth}"
+    # Two partial states before the end prove the page streams; more depends on how many tokens the server
+    # flushes per event, which a fast, quiet machine makes few (it saw 28, 211, then all 300 characters).
+    assert len({n for n in lengths if 0 < n < len(text)}) >= 2, f"the text did not grow while streaming: {growth}"
 
     artefact_id = card.locator("[data-role=artefact-id]").text_content()
     _signed_manifest(page, artefact_id)

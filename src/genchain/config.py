@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -191,6 +192,21 @@ def load_recipe(cls: type[T], path: str | Path | None = None, overrides: list[st
     if overrides:
         values = merge(values, nest_overrides(cls, parse_overrides(overrides)))
     return build(cls, values)
+
+
+def load_variant_recipe(cls: type[T], path: str | Path | None, overrides: list[str] | None,
+                        base: dict[str, Any] | None, *, model_name: Callable[[T], str],
+                        variant_defaults: Callable[[str], dict[str, Any]],
+                        defaults: dict[str, Any] | None = None) -> T:
+    """A recipe whose ``model`` section starts from the values of the registered variant it names.
+
+    Two passes, because the file or an override (``model=vae-tiny``) chooses the variant: the first finds its
+    name (``model_name`` also checks it belongs to the family), the second loads again on top of the variant's
+    values, so ``defaults`` < variant < ``base`` (a resumed run's config) < file < overrides.
+    """
+    base = merge(defaults or {}, base or {})
+    name = model_name(load_recipe(cls, path, overrides, base=base))
+    return load_recipe(cls, path, overrides, base=merge({"model": variant_defaults(name)}, base))
 
 
 def dump_yaml(obj: Any) -> str:

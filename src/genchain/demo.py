@@ -116,8 +116,6 @@ def run_copy_demo(workdir: Path) -> None:
 
 def run_music_demo(workdir: Path, seconds: float, max_pieces: int = 60) -> None:
     """A music GPT on Bach chorales for ``seconds``, then four bars in D major as MIDI and, with fluidsynth, WAV."""
-    import shutil as sh
-
     from genchain.generate.music import compose
     from genchain.train.music import train_music
 
@@ -128,7 +126,7 @@ def run_music_demo(workdir: Path, seconds: float, max_pieces: int = 60) -> None:
     result = train_music("bach-chorales", run_dir, None,
                          MUSIC_OVERRIDES + [f"max_pieces={max_pieces}", f"max_seconds={seconds}"])
     print(f"        {result.iters} iterations, val loss {result.last_metrics.get('val_loss', float('nan')):.3f}")
-    wav = sh.which("fluidsynth") is not None
+    wav = shutil.which("fluidsynth") is not None
     target = workdir / ("music.wav" if wav else "music.mid")
     piece = compose(run_dir, target, bars=4, key="D major", seed=0)
     for path in piece.files:

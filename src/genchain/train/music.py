@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from genchain import rundir
-from genchain.config import dump_yaml, load_recipe, merge, to_dict
+from genchain.config import dump_yaml, load_recipe, load_variant_recipe, to_dict
 from genchain.data import music_tokens as mt
 from genchain.errors import InputError, RunDirError
 from genchain.fileio import atomic_write_text
@@ -74,11 +74,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {"batch_size": 16, "max_iters": 4000, "learning
 def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> MusicRecipe:
     """The recipe with the chosen variant's model sizes as the base under the file and the overrides."""
-    defaults = {"train": TRAIN_DEFAULTS}
-    first = load_recipe(MusicRecipe, config_file, overrides, base=merge(defaults, base or {}))
-    name = get_family_entry(first.music.model, "music", "train music").name
-    return load_recipe(MusicRecipe, config_file, overrides,
-                       base=merge({**defaults, "model": variant_defaults(name)}, base or {}))
+    return load_variant_recipe(MusicRecipe, config_file, overrides, base, variant_defaults=variant_defaults,
+                               model_name=lambda r: get_family_entry(r.music.model, "music", "train music").name,
+                               defaults={"train": TRAIN_DEFAULTS})
 
 
 def score_paths(data: str) -> list[Path]:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from genchain import rundir
-from genchain.config import dump_yaml, load_recipe, merge, to_dict
+from genchain.config import dump_yaml, load_recipe, load_variant_recipe, to_dict
 from genchain.data.audio_features import FeatureConfig, single_thread
 from genchain.errors import ConfigError, InputError
 from genchain.fileio import atomic_write_text
@@ -73,11 +73,9 @@ class SpeechRecipe:
 def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> SpeechRecipe:
     """The recipe with the chosen variant's defaults (``model=speech-vae-tiny``) under the file and overrides."""
-    defaults = {"train": TRAIN_DEFAULTS}
-    first = load_recipe(SpeechRecipe, config_file, overrides, base=merge(defaults, base or {}))
-    name = get_family_entry(first.speech.model, "speech", "train speech").name
-    return load_recipe(SpeechRecipe, config_file, overrides,
-                       base=merge({**defaults, "model": variant_defaults(name)}, base or {}))
+    return load_variant_recipe(SpeechRecipe, config_file, overrides, base, variant_defaults=variant_defaults,
+                               model_name=lambda r: get_family_entry(r.speech.model, "speech", "train speech").name,
+                               defaults={"train": TRAIN_DEFAULTS})
 
 
 def _tensors(features: torch.Tensor, labels: torch.Tensor, names: list[str], ids: list[str]) -> ImageTensors:

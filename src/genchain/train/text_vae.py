@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from genchain import rundir
-from genchain.config import dump_yaml, load_recipe, merge, to_dict
+from genchain.config import dump_yaml, load_recipe, load_variant_recipe, to_dict
 from genchain.data.dataset import Dataset
 from genchain.data.manifest import manifest_hash
 from genchain.data.tokenize import load_tokenizer, save_tokenizer
@@ -170,10 +170,8 @@ class TextVAETask:
 def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> TextVAERecipe:
     """The recipe with the chosen variant's defaults (``model=text-vae-tiny``) under the file and the overrides."""
-    first = load_recipe(TextVAERecipe, config_file, overrides, base=base)
-    name = get_family_entry(first.vae.model, FAMILY, "train text-vae").name
-    return load_recipe(TextVAERecipe, config_file, overrides,
-                       base=merge({"model": variant_defaults(name)}, base or {}))
+    return load_variant_recipe(TextVAERecipe, config_file, overrides, base, variant_defaults=variant_defaults,
+                               model_name=lambda r: get_family_entry(r.vae.model, FAMILY, "train text-vae").name)
 
 
 def load_text_vae(run_dir: str | Path, weights: str = rundir.BEST_WEIGHTS

@@ -26,7 +26,7 @@ import torch.nn as nn
 from PIL import Image
 
 from genchain import rundir
-from genchain.config import dump_yaml, load_recipe, merge, to_dict
+from genchain.config import dump_yaml, load_recipe, load_variant_recipe, to_dict
 from genchain.data.manifest import manifest_hash
 from genchain.errors import ConfigError, InputError
 from genchain.fileio import atomic_path, atomic_write_text
@@ -225,9 +225,8 @@ class VAETask:
 def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> VAERecipe:
     """The recipe with the chosen variant's defaults (``model=vae-tiny``) under the file and the overrides."""
-    first = load_recipe(VAERecipe, config_file, overrides, base=base)
-    name = get_family_entry(first.vae.model, "vae", "train vae").name
-    return load_recipe(VAERecipe, config_file, overrides, base=merge({"model": variant_defaults(name)}, base or {}))
+    return load_variant_recipe(VAERecipe, config_file, overrides, base, variant_defaults=variant_defaults,
+                               model_name=lambda r: get_family_entry(r.vae.model, "vae", "train vae").name)
 
 
 def load_vae(run_dir: str | Path, weights: str = rundir.BEST_WEIGHTS) -> tuple[VAE, dict[str, Any]]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from genchain import rundir
-from genchain.config import dump_yaml, load_recipe, merge, to_dict
+from genchain.config import dump_yaml, load_recipe, load_variant_recipe, to_dict
 from genchain.errors import ConfigError, InputError
 from genchain.fileio import atomic_write_text
 from genchain.models.registry import create_model, get_family_entry
@@ -139,10 +139,9 @@ def resolve_recipe(config_file: str | Path | None, overrides: list[str] | None,
                    base: dict[str, Any] | None = None) -> VideoRecipe:
     """The recipe with the chosen variant's defaults (``model=video-vae-tiny``) under the file and overrides."""
     try:
-        base = merge({"train": dict(TRAIN_DEFAULTS)}, base or {})
-        first = load_recipe(VideoRecipe, config_file, overrides, base=base)
-        name = get_family_entry(first.video.model, "video", "train video").name
-        return load_recipe(VideoRecipe, config_file, overrides, base=merge({"model": variant_defaults(name)}, base))
+        return load_variant_recipe(VideoRecipe, config_file, overrides, base, variant_defaults=variant_defaults,
+                                   model_name=lambda r: get_family_entry(r.video.model, "video", "train video").name,
+                                   defaults={"train": dict(TRAIN_DEFAULTS)})
     except ValueError as err:
         raise ConfigError(f"invalid video recipe: {err}") from err
 
